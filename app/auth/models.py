@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from sqlalchemy import JSON, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.kit.models import Base, BigIntPK, TimestampedMixin
+
+
+class ApiClient(TimestampedMixin, Base):
+    """A billing platform (or other caller) holding one API key."""
+
+    __tablename__ = "api_client"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # The first characters of the key, shown in listings so operators can tell keys apart.
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(default=True)

@@ -1,0 +1,169 @@
+"""The `dcibridge` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import service as api_keys
+from app.auth.scopes import DEFAULT_SCOPES, Scope
+from app.config import ConfigurationError, Settings, load_settings
+from app.kit.db import create_engine, create_sessionmaker
+from app.kit.errors import DCIBridgeError
+from app.kit.logging import configure_logging
+from app.kit.migrations import schema_is_current, upgrade_to_head
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    name="dcibridge",
+    help="Billing-to-bare-metal bridge for ISPsystem DCImanager 6.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+api_key_cli = typer.Typer(help="Issue, list and revoke API keys for billing platforms.")
+cli.add_typer(api_key_cli, name="api-key")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    configure_logging(level=settings.log_level, log_format=settings.effective_log_format)
+    return settings
+
+
+def _prepare_database(settings: Settings) -> None:
+    """Bring the embedded SQLite schema up to date; refuse a stale shared database."""
+    if settings.is_sqlite:
+        upgrade_to_head(settings.database_url)
+        return
+
+    async def check() -> bool:
+        engine = create_engine(settings)
+        try:
+            return await schema_is_current(engine)
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(check()):
+        raise _fail(
+            "the database schema is not at the latest migration. Run `dcibridge migrate` "
+            "(once, from one process) before starting dcibridge."
+        )
+
+
+def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DCIBridgeError as exc:
+        raise _fail(exc.detail or exc.title) from None
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind [default: settings]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: settings]")] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run workers separately.")
+    ] = False,
+) -> None:
+    """Run the HTTP API (and, unless --no-worker, the background worker)."""
+    from app.main import create_app
+
+    settings = _settings()
+    settings = settings.model_copy(update={"run_worker": not no_worker})
+    _prepare_database(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to the latest migration."""
+    settings = _settings()
+    upgrade_to_head(settings.database_url)
+    typer.echo("database schema is up to date")
+
+
+@api_key_cli.command("create")
+def api_key_create(
+    name: Annotated[str, typer.Option(help="A unique name for the caller, e.g. `billing`.")],
+    scope: Annotated[
+        list[Scope] | None,
+        typer.Option(
+            help="Scope to grant; repeat for several [default: orders:read, orders:write]"
+        ),
+    ] = None,
+) -> None:
+    """Create an API key. The key is printed once and cannot be shown again."""
+    settings = _settings()
+    _prepare_database(settings)
+    issued = _with_session(
+        settings,
+        lambda session: api_keys.create_client(session, name=name, scopes=scope or DEFAULT_SCOPES),
+    )
+    typer.echo(issued.raw_key)
+    typer.secho(
+        f"API key for {name!r} with scopes {', '.join(issued.client.scopes)}. "
+        "Store it now: only its hash is kept.",
+        err=True,
+        fg=typer.colors.GREEN,
+    )
+
+
+@api_key_cli.command("list")
+def api_key_list() -> None:
+    """List API clients (never their keys)."""
+    settings = _settings()
+    _prepare_database(settings)
+    clients = _with_session(settings, api_keys.list_clients)
+    typer.echo(f"{'NAME':<24} {'KEY PREFIX':<14} {'ENABLED':<8} SCOPES")
+    for client in clients:
+        enabled = "yes" if client.enabled else "no"
+        typer.echo(
+            f"{client.name:<24} {client.key_prefix:<14} {enabled:<8} {' '.join(client.scopes)}"
+        )
+
+
+@api_key_cli.command("revoke")
+def api_key_revoke(
+    name: Annotated[str, typer.Option(help="The API client whose key to disable.")],
+) -> None:
+    """Disable an API client's key at once."""
+    settings = _settings()
+    _prepare_database(settings)
+    _with_session(settings, lambda session: api_keys.revoke_client(session, name=name))
+    typer.echo(f"API key for {name!r} revoked")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

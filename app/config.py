@@ -1,0 +1,109 @@
+"""Runtime configuration: one Settings object, read from DCIBRIDGE_* variables and .env."""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_KEY_LENGTH = 32
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./dcibridge.db"
+# Used only in simulator mode, where nothing real is protected; a fixed, public key
+# keeps the embedded demo restartable without losing what it encrypted.
+SIMULATOR_SECRET_KEY = "dcibridge-simulator-mode-key-not-for-production-use"  # noqa: S105
+
+
+class LogFormat(enum.StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class ConfigurationError(Exception):
+    """Raised at start-up when the settings cannot run a safe service."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DCIBRIDGE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    database_url: str = DEFAULT_SQLITE_URL
+    database_pool_size: int = Field(default=10, ge=1)
+    database_echo: bool = False
+
+    dci_url: AnyHttpUrl | None = None
+    dci_email: str = ""
+    dci_password: SecretStr = SecretStr("")
+    dci_connect_timeout: float = Field(default=5.0, gt=0)
+    dci_read_timeout: float = Field(default=30.0, gt=0)
+    dci_max_connections: int = Field(default=20, ge=1)
+    dci_retry_503_seconds: float = Field(default=60.0, ge=0)
+
+    secret_key: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+    log_format: LogFormat | None = None
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    run_worker: bool = True
+
+    @model_validator(mode="after")
+    def _require_strong_secret_outside_simulator(self) -> Settings:
+        if self.simulator_mode:
+            return self
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if not key:
+            raise ValueError(
+                "DCIBRIDGE_SECRET_KEY is required when DCIBRIDGE_DCI_URL is set: it encrypts "
+                "customers' passwords at rest. Generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+            )
+        if len(key) < MIN_SECRET_KEY_LENGTH or len(set(key)) < 10:
+            raise ValueError(
+                f"DCIBRIDGE_SECRET_KEY is too weak: use at least {MIN_SECRET_KEY_LENGTH} "
+                "random characters (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`)."
+            )
+        if not self.dci_email or not self.dci_password.get_secret_value():
+            raise ValueError(
+                "DCIBRIDGE_DCI_EMAIL and DCIBRIDGE_DCI_PASSWORD are required when "
+                "DCIBRIDGE_DCI_URL is set."
+            )
+        return self
+
+    @property
+    def simulator_mode(self) -> bool:
+        """No DCImanager configured: the service drives its built-in simulator."""
+        return self.dci_url is None
+
+    @property
+    def effective_secret_key(self) -> str:
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value()
+        return SIMULATOR_SECRET_KEY
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def effective_log_format(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.CONSOLE if self.simulator_mode else LogFormat.JSON
+
+
+def load_settings() -> Settings:
+    """Build settings, turning validation failures into one readable start-up error."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        messages = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in exc.errors())
+        raise ConfigurationError(messages) from None

@@ -1,0 +1,68 @@
+"""ASGI middleware: request id, access log, and the last-resort 500 problem."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.kit.errors import internal_error_response
+
+REQUEST_ID_HEADER = "x-request-id"
+# A caller's id is echoed only when it is short and plain, so it cannot inject into logs.
+_ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+log = structlog.get_logger("app.http")
+
+
+class RequestContextMiddleware:
+    """Binds ``request_id`` for every log line of a request and echoes it back.
+
+    It also turns an unhandled exception into a problem+json 500 here, inside the
+    middleware, so that even that answer carries the request id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status_code = 500
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status_code, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_code = int(message["status"])
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception as exc:
+            log.exception("http.unhandled_error", path=scope["path"], exc_type=type(exc).__name__)
+            if response_started:
+                raise
+            await internal_error_response(scope["path"])(scope, receive, send_with_request_id)
+        finally:
+            log.info(
+                "http.request.completed",
+                method=scope["method"],
+                path=scope["path"],
+                status=status_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.clear_contextvars()

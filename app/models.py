@@ -1,0 +1,8 @@
+"""Every table, imported in one place so Alembic and tests see the whole schema."""
+
+from app.auth.models import ApiClient
+from app.customers.models import Customer
+from app.kit.models import Base
+from app.orders.models import Operation, OperationStep, Order
+
+__all__ = ["ApiClient", "Base", "Customer", "Operation", "OperationStep", "Order"]
