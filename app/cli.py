@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -159,6 +160,29 @@ def api_key_revoke(
     _prepare_database(settings)
     _with_session(settings, lambda session: api_keys.revoke_client(session, name=name))
     typer.echo(f"API key for {name!r} revoked")
+
+
+@cli.command()
+def simulator(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8001,
+    inventory: Annotated[
+        Path | None,
+        typer.Option(help="JSON or YAML inventory (configurations, servers, networks, admin)"),
+    ] = None,
+    servers: Annotated[
+        int | None, typer.Option(help="Servers per configuration in the default inventory")
+    ] = None,
+    op_seconds: Annotated[
+        float | None, typer.Option(help="Simulated duration of long operations, in seconds")
+    ] = None,
+) -> None:
+    """Run the built-in DCImanager 6 simulator (for demos, tests and benchmarks)."""
+    from app.simulator.cli import run_simulator
+
+    run_simulator(
+        host=host, port=port, inventory_path=inventory, servers=servers, op_seconds=op_seconds
+    )
 
 
 def main() -> None:

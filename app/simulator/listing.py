@@ -1,0 +1,91 @@
+"""The ``where`` / ``orderby`` / ``limit`` query parameters every list call accepts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from app.simulator.errors import ErrorKind, SimError
+from app.simulator.where import WhereError, evaluate, fields_of, parse
+
+Row = Mapping[str, Any]
+
+_ORDER_TERM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s+(asc|desc))?\s*$", re.IGNORECASE)
+_LIMIT = re.compile(r"^\s*(\d+)\s*(?:,\s*(\d+)\s*)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    where: str | None = None
+    orderby: str | None = None
+    limit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Row]
+    size: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"list": self.rows, "size": self.size}
+
+
+def select(rows: Sequence[Row], *, fields: Collection[str], query: ListQuery) -> Page:
+    """Filter, sort and cut ``rows``; ``size`` counts the matches before the cut."""
+    matching = list(rows) if not query.where else _filter(rows, query.where, fields)
+    if query.orderby:
+        matching = _sort(matching, query.orderby, fields)
+    size = len(matching)
+    if query.limit:
+        offset, count = _parse_limit(query.limit)
+        matching = matching[offset : offset + count]
+    return Page(matching, size)
+
+
+def _filter(rows: Sequence[Row], where: str, fields: Collection[str]) -> list[Row]:
+    try:
+        node = parse(where)
+    except WhereError as exc:
+        raise SimError(ErrorKind.INVALID_QUERY, f"where: {exc}") from exc
+    unknown = sorted(fields_of(node) - set(fields))
+    if unknown:
+        raise SimError(ErrorKind.INVALID_QUERY, f"where: unknown field {', '.join(unknown)}")
+    return [row for row in rows if evaluate(node, row)]
+
+
+def _sort(rows: list[Row], orderby: str, fields: Collection[str]) -> list[Row]:
+    terms: list[tuple[str, bool]] = []
+    for term in orderby.split(","):
+        match = _ORDER_TERM.match(term)
+        if not match:
+            raise SimError(ErrorKind.INVALID_QUERY, f"orderby: cannot parse {term.strip()!r}")
+        field, direction = match.group(1), (match.group(2) or "asc").lower()
+        if field not in fields:
+            raise SimError(ErrorKind.INVALID_QUERY, f"orderby: unknown field {field}")
+        terms.append((field, direction == "desc"))
+    # Stable sorts applied from the least significant term give a multi-key order.
+    for field, descending in reversed(terms):
+        rows = sorted(rows, key=partial(_sort_key, field), reverse=descending)
+    return rows
+
+
+def _sort_key(field: str, row: Row) -> tuple[int, float, str]:
+    # NULLs first, then numbers by value, then everything else by text, as in SQL.
+    value = row.get(field)
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, int | float):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))
+
+
+def _parse_limit(limit: str) -> tuple[int, int]:
+    match = _LIMIT.match(limit)
+    if not match:
+        raise SimError(ErrorKind.INVALID_QUERY, f"limit: cannot parse {limit!r}")
+    if match.group(2) is None:
+        return 0, int(match.group(1))
+    return int(match.group(1)), int(match.group(2))
