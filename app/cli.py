@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -101,6 +102,32 @@ def serve(
         log_config=None,
         access_log=False,
     )
+
+
+@cli.command()
+def worker() -> None:
+    """Run a worker process on its own (several may share one PostgreSQL database)."""
+    from app.orchestration.worker import Worker
+    from app.runtime import build_runtime
+
+    settings = _settings()
+    if settings.simulator_mode:
+        raise _fail(
+            "in simulator mode the worker runs inside `dcibridge serve`, next to its "
+            "in-process simulator. To run workers apart, start `dcibridge simulator` and "
+            "point DCIBRIDGE_DCI_URL at it."
+        )
+    _prepare_database(settings)
+
+    async def run() -> None:
+        async with build_runtime(settings) as runtime:
+            process_worker = Worker(runtime.engine_deps())
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, process_worker.stop)
+            await process_worker.run()
+
+    asyncio.run(run())
 
 
 @cli.command()

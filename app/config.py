@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     dci_retry_503_seconds: float = Field(default=60.0, ge=0)
 
     secret_key: SecretStr | None = None
+    # Comma-separated keys that encrypted older secrets; still accepted for reading.
+    secret_key_previous: SecretStr | None = None
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -51,6 +53,33 @@ class Settings(BaseSettings):
     log_format: LogFormat | None = None
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     run_worker: bool = True
+
+    # Orchestration (the worker)
+    max_concurrent_operations: int = Field(default=50, ge=1)
+    worker_poll_seconds: float = Field(default=0.2, gt=0)
+    lease_seconds: float = Field(default=30.0, ge=3)
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    step_max_attempts: int = Field(default=10, ge=1)
+    step_retry_base_seconds: float = Field(default=1.0, gt=0)
+    step_retry_max_seconds: float = Field(default=60.0, gt=0)
+    task_poll_seconds: float = Field(default=5.0, gt=0)
+    task_timeout_seconds: float = Field(default=7200.0, gt=0)
+    wait_for_stock: bool = False
+    stock_retry_seconds: float = Field(default=60.0, gt=0)
+    keep_failed_servers: bool = False
+    suspend_powers_off: bool = False
+    # Unconfirmed upstream values: the vendor's example shows only "none" (skip).
+    clear_hdd_mode: str = "fast"
+    os_install_hdd_raid: str = "none"
+
+    # For crash-safety tests only: "before_record:STEP" or "after_record:STEP" makes
+    # the worker SIGKILL itself at that point.
+    debug_crash_at: str | None = None
+
+    # The embedded simulator (simulator mode only)
+    simulator_op_seconds: float = Field(default=2.0, ge=0)
+    simulator_servers: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
     def _require_strong_secret_outside_simulator(self) -> Settings:
@@ -82,10 +111,12 @@ class Settings(BaseSettings):
         return self.dci_url is None
 
     @property
-    def effective_secret_key(self) -> str:
-        if self.secret_key is not None and self.secret_key.get_secret_value():
-            return self.secret_key.get_secret_value()
-        return SIMULATOR_SECRET_KEY
+    def secret_keys(self) -> list[str]:
+        """The current encryption key first, then older ones still accepted for reading."""
+        current = self.secret_key.get_secret_value() if self.secret_key else ""
+        previous = self.secret_key_previous.get_secret_value() if self.secret_key_previous else ""
+        older = [key.strip() for key in previous.split(",") if key.strip()]
+        return [current or SIMULATOR_SECRET_KEY, *older]
 
     @property
     def is_sqlite(self) -> bool:

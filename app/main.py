@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,37 +12,67 @@ from fastapi import APIRouter, FastAPI
 
 from app.auth.endpoints import router as auth_router
 from app.config import Settings, load_settings
-from app.health.checks import database_check
+from app.health.checks import ReadinessCheck, database_check, dci_check, worker_check
 from app.health.endpoints import router as health_router
-from app.kit.db import create_engine, create_sessionmaker
 from app.kit.errors import install_error_handlers
 from app.kit.logging import configure_logging
 from app.kit.middleware import RequestContextMiddleware
+from app.orchestration.worker import Worker
+from app.orders.endpoints import router as orders_router
+from app.runtime import Runtime, build_runtime, create_embedded_simulator
 
 log = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/v1"
+SIMULATOR_MOUNT = "/simulator"
+
+
+def _readiness_checks(runtime: Runtime) -> dict[str, ReadinessCheck]:
+    settings = runtime.settings
+    return {
+        "database": database_check(runtime.engine),
+        "dcimanager": dci_check(runtime.dci),
+        "worker": worker_check(
+            runtime.sessionmaker, stale_after_seconds=3 * settings.worker_heartbeat_seconds
+        ),
+    }
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    engine = create_engine(settings)
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.readiness_checks = {"database": database_check(engine)}
     if settings.simulator_mode:
         log.warning(
             "dci.simulator_mode",
             message="SIMULATOR MODE: no DCIBRIDGE_DCI_URL is set, so dcibridge drives its "
-            "built-in DCImanager 6 simulator. No real server will be touched.",
+            f"built-in DCImanager 6 simulator (inspect it at {SIMULATOR_MOUNT}/_sim/state). "
+            "No real server will be touched.",
         )
-    log.info("app.started", database=engine.url.render_as_string(hide_password=True))
-    try:
-        yield
-    finally:
-        await engine.dispose()
-        log.info("app.stopped")
+    async with build_runtime(settings, simulator=app.state.simulator) as runtime:
+        state = app.state
+        state.runtime = runtime
+        state.sessionmaker = runtime.sessionmaker
+        state.secrets = runtime.secrets
+        state.catalog = runtime.catalog
+        state.readiness_checks = _readiness_checks(runtime)
+        worker_task: asyncio.Task[None] | None = None
+        state.worker = None
+        if settings.run_worker:
+            state.worker = Worker(runtime.engine_deps())
+            worker_task = asyncio.create_task(state.worker.run(), name="worker")
+        log.info(
+            "app.started",
+            database=runtime.engine.url.render_as_string(hide_password=True),
+            worker="embedded" if settings.run_worker else "external",
+        )
+        try:
+            yield
+        finally:
+            if worker_task is not None:
+                state.worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            log.info("app.stopped")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,6 +90,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(auth_router)
+    api.include_router(orders_router)
     app.include_router(api)
     app.include_router(health_router)
+
+    app.state.simulator = None
+    if settings.simulator_mode:
+        app.state.simulator = create_embedded_simulator(settings)
+        simulator_app, _ = app.state.simulator
+        app.mount(SIMULATOR_MOUNT, simulator_app)
     return app

@@ -3,6 +3,15 @@
 from app.auth.models import ApiClient
 from app.customers.models import Customer
 from app.kit.models import Base
+from app.orchestration.models import WorkerHeartbeat
 from app.orders.models import Operation, OperationStep, Order
 
-__all__ = ["ApiClient", "Base", "Customer", "Operation", "OperationStep", "Order"]
+__all__ = [
+    "ApiClient",
+    "Base",
+    "Customer",
+    "Operation",
+    "OperationStep",
+    "Order",
+    "WorkerHeartbeat",
+]

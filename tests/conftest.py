@@ -19,6 +19,7 @@ from app.kit.db import create_engine, create_sessionmaker
 from app.kit.migrations import upgrade_to_head
 from app.main import create_app
 from app.models import Base
+from tests.support.bridge import Bridge
 from tests.support.live_server import live_server
 
 TEST_DATABASE_URL_ENV = "DCIBRIDGE_TEST_DATABASE_URL"
@@ -111,3 +112,29 @@ def live_app_url(settings: Settings, db_engine: AsyncEngine) -> Iterator[str]:
 async def api(live_app_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live_app_url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+def engine_settings(settings: Settings) -> Settings:
+    """Settings for running orders end to end: embedded simulator and worker, fast clocks."""
+    return settings.model_copy(
+        update={
+            "run_worker": True,
+            "simulator_op_seconds": 0.3,
+            "simulator_servers": 6,
+            "task_poll_seconds": 0.1,
+            "worker_poll_seconds": 0.05,
+            "step_retry_base_seconds": 0.05,
+            "step_retry_max_seconds": 0.5,
+        }
+    )
+
+
+@pytest.fixture
+async def bridge(engine_settings: Settings, make_api_key: ApiKeyFactory) -> AsyncIterator[Bridge]:
+    key = await make_api_key(name="billing")
+    with live_server(create_app(engine_settings)) as base_url:
+        async with httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as client:
+            yield Bridge(api=client, simulator_url=f"{base_url}/simulator")

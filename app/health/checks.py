@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.dci.client import DCIClient
+from app.kit.models import utcnow
+from app.orchestration.repository import QueueRepository
 
 
 @dataclass(slots=True)
@@ -52,3 +56,27 @@ async def run_checks(
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+def dci_check(dci: DCIClient) -> ReadinessCheck:
+    async def check() -> CheckResult:
+        started = time.perf_counter()
+        # Any authenticated read proves the login works; this one is cheap.
+        await dci.free_servers_by_configuration()
+        return CheckResult(ok=True, detail={"latency_ms": _ms_since(started)})
+
+    return check
+
+
+def worker_check(
+    sessionmaker: async_sessionmaker[AsyncSession], *, stale_after_seconds: float
+) -> ReadinessCheck:
+    async def check() -> CheckResult:
+        async with sessionmaker() as session:
+            latest = await QueueRepository(session).latest_heartbeat()
+        if latest is None:
+            return CheckResult(ok=False, detail={"error": "no worker has reported"})
+        age = (utcnow() - latest).total_seconds()
+        return CheckResult(ok=age <= stale_after_seconds, detail={"heartbeat_age_s": round(age, 1)})
+
+    return check

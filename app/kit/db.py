@@ -18,6 +18,8 @@ from app.config import Settings
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is switched off: _begin_immediately emits it.
+    dbapi_connection.isolation_level = None
     # WAL lets readers proceed while one writer commits; foreign keys are off by
     # default in SQLite; busy_timeout makes concurrent writers wait instead of failing.
     cursor = dbapi_connection.cursor()
@@ -28,10 +30,19 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_immediately(connection: Any) -> None:
+    # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY)
+    # when another connection wrote in between; taking the write lock up front makes
+    # concurrent transactions queue on busy_timeout instead. It also gives SQLite
+    # working SAVEPOINTs under SQLAlchemy.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, echo=settings.database_echo)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _begin_immediately)
         return engine
     return create_async_engine(
         settings.database_url,

@@ -77,6 +77,8 @@ def configure_logging(*, level: str, log_format: LogFormat) -> None:
     root.setLevel(level.upper())
     # Alembic narrates every connection at INFO; dcibridge logs the migrations it runs itself.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request at INFO; the DCImanager client logs its own, without secrets.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # uvicorn's access log duplicates our own request log line.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -13,11 +13,15 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.kit.models import Base, BigIntPK, TimestampedMixin
+
+if TYPE_CHECKING:
+    from app.customers.models import Customer
 
 
 def _str_enum(enum_cls: type[enum.StrEnum]) -> Enum:
@@ -103,10 +107,17 @@ class Order(TimestampedMixin, Base):
         _str_enum(OrderStatus), default=OrderStatus.PROVISIONING, index=True
     )
     suspension_reason: Mapped[str | None] = mapped_column(String(32))
+    # Set when a suspension also powered the server off, so lifting it powers it back on.
+    suspension_powered_off: Mapped[bool] = mapped_column(default=False, server_default=false())
     dci_server_id: Mapped[int | None] = mapped_column(BigInteger)
     ip_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     failure_reason: Mapped[str | None] = mapped_column(Text)
+
+    customer: Mapped[Customer] = relationship(lazy="raise", viewonly=True)
+    operations: Mapped[list[Operation]] = relationship(
+        order_by="Operation.id", lazy="raise", viewonly=True
+    )
 
 
 class Operation(TimestampedMixin, Base):
@@ -135,6 +146,10 @@ class Operation(TimestampedMixin, Base):
     lease_expires_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+    steps: Mapped[list[OperationStep]] = relationship(
+        order_by="OperationStep.position", lazy="raise", viewonly=True
+    )
 
 
 class OperationStep(TimestampedMixin, Base):

@@ -30,12 +30,23 @@ async def test_healthz_answers_without_io(api: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-async def test_readyz_reports_database_and_simulator_mode(api: httpx.AsyncClient) -> None:
-    response = await api.get("/readyz")
-    assert response.status_code == 200
+async def test_readyz_reports_each_dependency(settings: Settings) -> None:
+    with live_server(create_app(settings.model_copy(update={"run_worker": True}))) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
     assert body["dci_mode"] == "simulator"
+    for check in ("database", "dcimanager", "worker"):
+        assert body["checks"][check]["status"] == "ok"
+
+
+async def test_readyz_is_503_without_a_live_worker(api: httpx.AsyncClient) -> None:
+    response = await api.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["worker"]["status"] == "failing"
     assert body["checks"]["database"]["status"] == "ok"
 
 

@@ -58,7 +58,7 @@ def test_strong_secret_key_with_upstream_is_accepted(monkeypatch: pytest.MonkeyP
     settings = load_settings()
     assert not settings.simulator_mode
     assert settings.effective_log_format is LogFormat.JSON
-    assert settings.effective_secret_key == STRONG_KEY
+    assert settings.secret_keys == [STRONG_KEY]
 
 
 def test_upstream_credentials_are_required_with_a_dci_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,3 +83,15 @@ def test_env_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> 
     settings = Settings()
     assert settings.port == 9123
     assert settings.effective_log_format is LogFormat.JSON
+
+
+def test_previous_secret_keys_follow_the_current_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    _configure_upstream(monkeypatch, secret_key=STRONG_KEY)
+    monkeypatch.setenv(
+        "DCIBRIDGE_SECRET_KEY_PREVIOUS", "old-one-aaaaaaaaaaaaaaaa, old-two-bbbbbbbb"
+    )
+    assert load_settings().secret_keys == [
+        STRONG_KEY,
+        "old-one-aaaaaaaaaaaaaaaa",
+        "old-two-bbbbbbbb",
+    ]

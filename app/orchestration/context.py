@@ -1,0 +1,100 @@
+"""Everything a step handler may use, and the only ways it may change state."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.config import Settings
+from app.customers.models import Customer
+from app.dci.client import DCIClient
+from app.dci.completion import CompletionStrategy
+from app.kit.crypto import SecretBox
+from app.orders.models import Operation, OperationStep, Order
+
+Checkpoint = Callable[["StepContext"], Awaitable[None]]
+ClaimServer = Callable[[int], Awaitable[bool]]
+ClaimedServers = Callable[[], Awaitable[set[int]]]
+
+
+@dataclass
+class StepContext:
+    """A snapshot of the rows a step works on, read in a short transaction.
+
+    Handlers run without a database session (DCImanager calls can be slow), so
+    they never touch the ORM objects; they record what changed through
+    ``remember`` / ``update_order`` / ``update_customer``, which the runner
+    writes when the step ends, or at once through ``checkpoint`` when the
+    record must exist before the next DCImanager write.
+    """
+
+    settings: Settings
+    dci: DCIClient
+    completion: CompletionStrategy
+    secrets: SecretBox
+    order: Order
+    customer: Customer
+    operation: Operation
+    step: OperationStep
+    now: datetime
+    checkpoint_fn: Checkpoint
+    claim_server_fn: ClaimServer
+    claimed_servers_fn: ClaimedServers
+    result: dict[str, Any] = field(default_factory=dict)
+    order_updates: dict[str, Any] = field(default_factory=dict)
+    customer_updates: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.result = dict(self.step.result or {})
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.operation.params
+
+    @property
+    def server_id(self) -> int:
+        server_id = self.order_updates.get("dci_server_id", self.order.dci_server_id)
+        if server_id is None:
+            raise RuntimeError("step needs a server but the order has none")
+        return int(server_id)
+
+    @property
+    def dci_user_id(self) -> int:
+        user_id = self.customer_updates.get("dci_user_id", self.customer.dci_user_id)
+        if user_id is None:
+            raise RuntimeError("step needs the customer's DCImanager user, which is unknown")
+        return int(user_id)
+
+    def remember(self, **values: Any) -> None:
+        self.result.update(values)
+
+    def update_order(self, **values: Any) -> None:
+        self.order_updates.update(values)
+
+    def update_customer(self, **values: Any) -> None:
+        self.customer_updates.update(values)
+
+    async def checkpoint(self) -> None:
+        await self.checkpoint_fn(self)
+
+    async def claim_server(self, server_id: int) -> bool:
+        """Take ``server_id`` for this order in the database; False if another order holds it."""
+        claimed = await self.claim_server_fn(server_id)
+        if claimed:
+            self.order_updates["dci_server_id"] = server_id
+        return claimed
+
+    async def servers_claimed_by_live_orders(self) -> set[int]:
+        return await self.claimed_servers_fn()
+
+    def customer_password(self) -> str | None:
+        ciphertext = self.operation.secret_ciphertext
+        return self.secrets.decrypt(ciphertext) if ciphertext else None
+
+    def waited_too_long(self) -> bool:
+        started = self.step.started_at
+        return started is not None and (
+            (self.now - started).total_seconds() > self.settings.task_timeout_seconds
+        )

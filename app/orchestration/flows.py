@@ -1,0 +1,38 @@
+"""The ordered steps each kind of operation is carried out with."""
+
+from __future__ import annotations
+
+from app.config import Settings
+from app.orders.models import OperationKind
+
+# Order as real integrations drive DCImanager (HostBill's module, BILLmanager):
+# user, server, owner, addresses, OS, then network and power.
+PROVISION_STEPS = (
+    "ensure_user",
+    "claim_server",
+    "set_owner",
+    "allocate_ips",
+    "install_os",
+    "ports_up",
+    "power_on",
+)
+# Undo what provisioning did, newest first, when it fails after taking a server.
+COMPENSATION_STEPS = ("remove_ips", "release_owner")
+
+
+def steps_for(kind: OperationKind, settings: Settings) -> list[str]:
+    """Fixed when the request is accepted, so the plan billing sees does not change."""
+    match kind:
+        case OperationKind.PROVISION:
+            return list(PROVISION_STEPS)
+        case OperationKind.SUSPEND:
+            return ["ports_down", *(["power_off"] if settings.suspend_powers_off else [])]
+        case OperationKind.UNSUSPEND:
+            return ["ports_up", "restore_power"]
+        case OperationKind.TERMINATE:
+            wipe = [] if settings.clear_hdd_mode == "none" else ["wipe_disks"]
+            return ["power_off", *wipe, "remove_ips", "release_owner"]
+        case OperationKind.REINSTALL:
+            return ["install_os", "ports_up"]
+        case OperationKind.POWER:
+            return ["power"]

@@ -1,0 +1,152 @@
+"""All SQL of the work queue: claiming, leasing, releasing, heartbeats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.orchestration.models import WorkerHeartbeat
+from app.orders.models import (
+    LIVE_ORDER_STATUSES,
+    Operation,
+    OperationStatus,
+    OperationStep,
+    Order,
+)
+
+UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+
+
+def _runnable(now: datetime) -> list[ColumnElement[bool]]:
+    earlier = aliased(Operation)
+    return [
+        Operation.status.in_(UNFINISHED),
+        or_(Operation.next_run_at.is_(None), Operation.next_run_at <= now),
+        or_(Operation.lease_expires_at.is_(None), Operation.lease_expires_at < now),
+        # One operation at a time per order, in arrival order.
+        ~exists().where(
+            earlier.order_id == Operation.order_id,
+            earlier.id < Operation.id,
+            earlier.status.in_(UNFINISHED),
+        ),
+    ]
+
+
+class QueueRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def _is_postgres(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    async def claim(
+        self, *, worker_id: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[int]:
+        """Lease up to ``limit`` runnable operations to ``worker_id``.
+
+        PostgreSQL skips rows other workers are claiming at this moment; SQLite
+        serialises writers, so the conditional update alone is enough there.
+        """
+        candidates = select(Operation.id).where(*_runnable(now)).order_by(Operation.id)
+        candidates = candidates.limit(limit)
+        if self._is_postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        statement = (
+            update(Operation)
+            .where(Operation.id.in_(candidates.scalar_subquery()))
+            .where(or_(Operation.lease_expires_at.is_(None), Operation.lease_expires_at < now))
+            .values(lease_owner=worker_id, lease_expires_at=now + lease)
+            .returning(Operation.id)
+            .execution_options(synchronize_session=False)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+    async def renew(
+        self, *, operation_id: int, worker_id: str, now: datetime, lease: timedelta
+    ) -> bool:
+        result = await self.session.execute(
+            update(Operation)
+            .where(Operation.id == operation_id, Operation.lease_owner == worker_id)
+            .values(lease_expires_at=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release(self, *, operation_ids: Sequence[int], worker_id: str) -> None:
+        await self.session.execute(
+            update(Operation)
+            .where(Operation.id.in_(operation_ids), Operation.lease_owner == worker_id)
+            .values(lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def get_operation(self, operation_id: int) -> Operation | None:
+        return await self.session.get(Operation, operation_id, populate_existing=True)
+
+    async def steps(self, operation_id: int) -> list[OperationStep]:
+        result = await self.session.execute(
+            select(OperationStep)
+            .where(OperationStep.operation_id == operation_id)
+            .order_by(OperationStep.position)
+            .execution_options(populate_existing=True)
+        )
+        return list(result.scalars())
+
+    async def servers_claimed_by_live_orders(self, configuration: str) -> set[int]:
+        result = await self.session.execute(
+            select(Order.dci_server_id).where(
+                Order.configuration == configuration,
+                Order.status.in_(LIVE_ORDER_STATUSES),
+                Order.dci_server_id.is_not(None),
+            )
+        )
+        return {server_id for server_id in result.scalars() if server_id is not None}
+
+    async def claim_server(self, *, order_id: int, server_id: int) -> bool:
+        """Point the order at the server unless a live order holds it (unique index)."""
+        try:
+            async with self.session.begin_nested():
+                result = await self.session.execute(
+                    update(Order)
+                    .where(Order.id == order_id, Order.dci_server_id.is_(None))
+                    .values(dci_server_id=server_id)
+                    .execution_options(synchronize_session=False)
+                )
+        except IntegrityError:
+            return False
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def beat(self, heartbeat: WorkerHeartbeat) -> None:
+        values = {
+            "id": heartbeat.id,
+            "hostname": heartbeat.hostname,
+            "pid": heartbeat.pid,
+            "started_at": heartbeat.started_at,
+            "heartbeat_at": heartbeat.heartbeat_at,
+            "running_operations": heartbeat.running_operations,
+        }
+        insert = pg_insert if self._is_postgres else sqlite_insert
+        statement = insert(WorkerHeartbeat).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[WorkerHeartbeat.id],
+            set_={
+                "heartbeat_at": heartbeat.heartbeat_at,
+                "running_operations": heartbeat.running_operations,
+            },
+        )
+        await self.session.execute(statement)
+
+    async def forget_worker(self, worker_id: str) -> None:
+        await self.session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.id == worker_id))
+
+    async def latest_heartbeat(self) -> datetime | None:
+        return (await self.session.execute(select(func.max(WorkerHeartbeat.heartbeat_at)))).scalar()

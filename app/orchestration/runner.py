@@ -1,0 +1,418 @@
+"""Carries one leased operation forward, step by step, each step in short transactions.
+
+A step runs as: read the rows and mark the step running (transaction A), call
+DCImanager with no database session held, then record the outcome (transaction
+B). A crash between the DCImanager call and transaction B is safe because every
+step reconciles with DCImanager before acting. Both transactions first renew the
+lease; a worker that lost its lease drops what it learned and lets the new
+holder reconcile.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.customers.models import Customer
+from app.dci.client import DCIClient
+from app.dci.completion import CompletionStrategy
+from app.dci.exceptions import DCIError, DCIRequestError
+from app.kit.backoff import full_jitter_delay
+from app.kit.crypto import SecretBox, SecretDecryptionError
+from app.kit.models import utcnow
+from app.orchestration.context import StepContext
+from app.orchestration.flows import COMPENSATION_STEPS
+from app.orchestration.outcomes import Done, Fail, Rewind, StepOutcome, Wait
+from app.orchestration.repository import QueueRepository
+from app.orchestration.steps import HANDLERS
+from app.orchestration.steps.guards import ServerReassigned
+from app.orders import lifecycle
+from app.orders.models import (
+    Operation,
+    OperationKind,
+    OperationStatus,
+    OperationStep,
+    Order,
+    OrderStatus,
+    StepStatus,
+)
+
+log = structlog.get_logger(__name__)
+
+# A failed step is settled too: after it, only compensation steps (if any) still run.
+_SETTLED_STEPS = frozenset(
+    {StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.COMPENSATED, StepStatus.FAILED}
+)
+_FINAL_OPERATIONS = frozenset(
+    {OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.CANCELLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    """A transient failure: try the step again after a backoff."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class EngineDeps:
+    sessionmaker: async_sessionmaker[AsyncSession]
+    dci: DCIClient
+    completion: CompletionStrategy
+    settings: Settings
+    secrets: SecretBox
+
+
+class OperationRunner:
+    def __init__(self, deps: EngineDeps, *, worker_id: str) -> None:
+        self._deps = deps
+        self._settings = deps.settings
+        self._worker_id = worker_id
+        self._lease = timedelta(seconds=deps.settings.lease_seconds)
+
+    async def run(self, operation_id: int) -> None:
+        structlog.contextvars.bind_contextvars(operation_id=operation_id)
+        try:
+            while True:
+                ctx = await self._begin_step(operation_id)
+                if ctx is None:
+                    return
+                outcome = await self._execute(ctx)
+                self._crash_point("before_record", ctx.step.name)
+                keep_going = await self._record(ctx, outcome)
+                self._crash_point("after_record", ctx.step.name)
+                if not keep_going:
+                    return
+        finally:
+            structlog.contextvars.unbind_contextvars("operation_id", "order_id", "step")
+
+    # -- transaction A ---------------------------------------------------------
+
+    async def _begin_step(self, operation_id: int) -> StepContext | None:
+        deps = self._deps
+        async with deps.sessionmaker() as session, session.begin():
+            queue = QueueRepository(session)
+            now = utcnow()
+            if not await queue.renew(
+                operation_id=operation_id, worker_id=self._worker_id, now=now, lease=self._lease
+            ):
+                return None
+            operation = await queue.get_operation(operation_id)
+            if operation is None or operation.status in _FINAL_OPERATIONS:
+                await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
+                return None
+            order = await session.get(Order, operation.order_id, populate_existing=True)
+            assert order is not None
+            customer = await session.get(Customer, order.customer_id, populate_existing=True)
+            assert customer is not None
+            structlog.contextvars.bind_contextvars(order_id=order.id)
+            steps = await queue.steps(operation_id)
+
+            if operation.status is OperationStatus.QUEUED:
+                try:
+                    lifecycle.apply(lifecycle.state_of(order), operation.kind, operation.params)
+                except lifecycle.TransitionRefused as refused:
+                    self._settle_failed(
+                        operation, order, steps, now, "invalid_order_state", refused.reason
+                    )
+                    await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
+                    return None
+                operation.status = OperationStatus.RUNNING
+                operation.started_at = now
+                log.info(f"{operation.kind.value}.started")
+
+            step = next((s for s in steps if s.status not in _SETTLED_STEPS), None)
+            if step is None:
+                self._settle(operation, order, steps, now)
+                await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
+                return None
+            if step.next_attempt_at is not None and step.next_attempt_at > now:
+                operation.next_run_at = step.next_attempt_at
+                await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
+                return None
+            if step.status is not StepStatus.WAITING:
+                step.attempts += 1
+                operation.attempts += 1
+            step.status = StepStatus.RUNNING
+            step.started_at = step.started_at or now
+            step.next_attempt_at = None
+            operation.next_run_at = None
+
+        return StepContext(
+            settings=self._settings,
+            dci=deps.dci,
+            completion=deps.completion,
+            secrets=deps.secrets,
+            order=order,
+            customer=customer,
+            operation=operation,
+            step=step,
+            now=now,
+            checkpoint_fn=self._checkpoint,
+            claim_server_fn=lambda server_id: self._claim_server(order.id, server_id),
+            claimed_servers_fn=lambda: self._claimed_servers(order.configuration),
+        )
+
+    # -- no transaction: DCImanager --------------------------------------------
+
+    async def _execute(self, ctx: StepContext) -> StepOutcome | _Retry:
+        structlog.contextvars.bind_contextvars(step=ctx.step.name)
+        try:
+            return await HANDLERS[ctx.step.name](ctx)
+        except LeaseLost as lost:
+            return _Retry(str(lost))
+        except ServerReassigned as reassigned:
+            return Fail("server_reassigned", str(reassigned))
+        except DCIRequestError as refused:
+            return Fail("dci_rejected", _describe(refused))
+        except DCIError as transient:
+            return _Retry(_describe(transient))
+        except SecretDecryptionError as unreadable:
+            return Fail("secret_unreadable", str(unreadable))
+        except Exception as unexpected:  # a bug must not wedge the order: retry, then fail
+            log.exception(f"{ctx.operation.kind.value}.step.crashed")
+            return _Retry(f"unexpected {type(unexpected).__name__}")
+
+    # -- transaction B -----------------------------------------------------------
+
+    async def _record(self, ctx: StepContext, outcome: StepOutcome | _Retry) -> bool:
+        """Write the step's outcome; True when the runner should go on with the next step."""
+        deps = self._deps
+        kind = ctx.operation.kind.value
+        async with deps.sessionmaker() as session, session.begin():
+            queue = QueueRepository(session)
+            now = utcnow()
+            if not await queue.renew(
+                operation_id=ctx.operation.id,
+                worker_id=self._worker_id,
+                now=now,
+                lease=self._lease,
+            ):
+                log.warning(f"{kind}.step.lease_lost")
+                return False
+            operation, order, customer, steps = await self._load(session, ctx)
+            step = next(s for s in steps if s.id == ctx.step.id)
+            _apply_updates(ctx, order, customer, step)
+
+            if isinstance(outcome, _Retry):
+                if step.attempts >= self._settings.step_max_attempts:
+                    outcome = Fail(
+                        "retries_exhausted",
+                        f"gave up after {step.attempts} tries: {outcome.error}",
+                    )
+                else:
+                    delay = full_jitter_delay(
+                        step.attempts,
+                        base=self._settings.step_retry_base_seconds,
+                        cap=self._settings.step_retry_max_seconds,
+                    )
+                    step.status = StepStatus.PENDING
+                    step.last_error = outcome.error
+                    self._park(operation, step, now + timedelta(seconds=delay))
+                    await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+                    log.warning(f"{kind}.step.retrying", error=outcome.error, delay=delay)
+                    return False
+
+            match outcome:
+                case Done(note=note):
+                    step.status = StepStatus.SUCCEEDED
+                    step.finished_at = now
+                    step.last_error = None
+                    log.info(f"{kind}.step.completed", note=note)
+                    return True
+                case Wait(seconds=seconds, note=note):
+                    step.status = StepStatus.WAITING
+                    step.dci_task_id = step.result.get("task_id", step.dci_task_id)
+                    self._park(operation, step, now + timedelta(seconds=seconds))
+                    await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+                    log.debug(f"{kind}.step.waiting", note=note)
+                    return False
+                case Rewind(to_step=to_step, reason=reason):
+                    _rewind(steps, to_step, reason)
+                    log.warning(f"{kind}.step.rewound", to_step=to_step, reason=reason)
+                    return True
+                case Fail(code=code, reason=reason):
+                    step.status = StepStatus.FAILED
+                    step.finished_at = now
+                    step.last_error = reason
+                    log.error(f"{kind}.step.failed", code=code, reason=reason)
+                    if self._start_compensation(session, operation, order, steps, code, reason):
+                        return True
+                    self._settle_failed(operation, order, steps, now, code, reason)
+                    await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+                    return False
+        raise AssertionError(f"unhandled step outcome {outcome!r}")  # pragma: no cover
+
+    async def _load(
+        self, session: AsyncSession, ctx: StepContext
+    ) -> tuple[Operation, Order, Customer, list[OperationStep]]:
+        operation = await session.get(Operation, ctx.operation.id, populate_existing=True)
+        order = await session.get(Order, ctx.order.id, populate_existing=True)
+        customer = await session.get(Customer, ctx.customer.id, populate_existing=True)
+        assert operation is not None
+        assert order is not None
+        assert customer is not None
+        return operation, order, customer, await QueueRepository(session).steps(operation.id)
+
+    async def _checkpoint(self, ctx: StepContext) -> None:
+        async with self._deps.sessionmaker() as session, session.begin():
+            if not await QueueRepository(session).renew(
+                operation_id=ctx.operation.id,
+                worker_id=self._worker_id,
+                now=utcnow(),
+                lease=self._lease,
+            ):
+                raise LeaseLost(ctx.operation.id)
+            _, order, customer, steps = await self._load(session, ctx)
+            step = next(s for s in steps if s.id == ctx.step.id)
+            _apply_updates(ctx, order, customer, step)
+
+    async def _claim_server(self, order_id: int, server_id: int) -> bool:
+        async with self._deps.sessionmaker() as session, session.begin():
+            return await QueueRepository(session).claim_server(
+                order_id=order_id, server_id=server_id
+            )
+
+    async def _claimed_servers(self, configuration: str) -> set[int]:
+        async with self._deps.sessionmaker() as session:
+            return await QueueRepository(session).servers_claimed_by_live_orders(configuration)
+
+    # -- settling ----------------------------------------------------------------
+
+    @staticmethod
+    def _park(operation: Operation, step: OperationStep, until: datetime) -> None:
+        step.next_attempt_at = until
+        operation.next_run_at = until
+
+    def _start_compensation(
+        self,
+        session: AsyncSession,
+        operation: Operation,
+        order: Order,
+        steps: list[OperationStep],
+        code: str,
+        reason: str,
+    ) -> bool:
+        """Queue the undo steps of a provision that failed holding a server."""
+        if (
+            operation.kind is not OperationKind.PROVISION
+            or order.dci_server_id is None
+            or operation.params.get("compensating")
+            or self._settings.keep_failed_servers
+            or code == "server_reassigned"
+        ):
+            return False
+        operation.error_code = code
+        operation.error = reason
+        operation.params = {**operation.params, "compensating": True}
+        _skip_pending(steps)
+        position = max(s.position for s in steps) + 1
+        session.add_all(
+            OperationStep(operation_id=operation.id, name=name, position=position + offset)
+            for offset, name in enumerate(COMPENSATION_STEPS)
+        )
+        log.warning("provision.compensating", code=code, reason=reason)
+        return True
+
+    def _settle(
+        self, operation: Operation, order: Order, steps: list[OperationStep], now: datetime
+    ) -> None:
+        """Every step is done: the operation succeeded, or its compensation finished."""
+        if operation.error_code is not None:
+            self._settle_failed(
+                operation, order, steps, now, operation.error_code, operation.error or ""
+            )
+            return
+        state = lifecycle.apply(lifecycle.state_of(order), operation.kind, operation.params)
+        order.status = state.status
+        order.suspension_reason = state.suspension_reason
+        match operation.kind:
+            case OperationKind.SUSPEND:
+                powered_off = any(s.name == "power_off" for s in steps)
+                order.suspension_powered_off = order.suspension_powered_off or powered_off
+            case OperationKind.UNSUSPEND:
+                order.suspension_powered_off = False
+            case OperationKind.TERMINATE:
+                order.ip_addresses = []
+            case OperationKind.REINSTALL:
+                order.os_template_id = int(operation.params["os_template_id"])
+                order.ssh_keys = list(operation.params.get("ssh_keys", []))
+            case _:
+                pass
+        operation.status = OperationStatus.SUCCEEDED
+        operation.finished_at = now
+        operation.secret_ciphertext = None
+        log.info(f"{operation.kind.value}.succeeded", order_status=order.status.value)
+
+    def _settle_failed(
+        self,
+        operation: Operation,
+        order: Order,
+        steps: list[OperationStep],
+        now: datetime,
+        code: str,
+        reason: str,
+    ) -> None:
+        _skip_pending(steps)
+        if operation.error_code is not None and operation.error_code != code:
+            reason = f"{operation.error}; then {code}: {reason}"
+            code = operation.error_code
+        operation.status = OperationStatus.FAILED
+        operation.finished_at = now
+        operation.error_code = code
+        operation.error = reason
+        operation.secret_ciphertext = None
+        if operation.kind is OperationKind.PROVISION and order.status is OrderStatus.PROVISIONING:
+            order.status = OrderStatus.FAILED
+            order.failure_reason = f"{code}: {reason}"
+        log.error(f"{operation.kind.value}.failed", code=code, reason=reason)
+
+    def _crash_point(self, moment: str, step_name: str) -> None:
+        if self._settings.debug_crash_at == f"{moment}:{step_name}":
+            log.warning("worker.debug_crash", moment=moment, step=step_name)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class LeaseLost(Exception):
+    """Another worker holds the operation now; this one must stop touching it."""
+
+    def __init__(self, operation_id: int) -> None:
+        super().__init__(f"lease on operation {operation_id} lost")
+
+
+def _apply_updates(ctx: StepContext, order: Order, customer: Customer, step: OperationStep) -> None:
+    step.result = dict(ctx.result)
+    for name, value in ctx.order_updates.items():
+        setattr(order, name, value)
+    for name, value in ctx.customer_updates.items():
+        setattr(customer, name, value)
+
+
+def _skip_pending(steps: list[OperationStep]) -> None:
+    for step in steps:
+        if step.status in (StepStatus.PENDING, StepStatus.WAITING):
+            step.status = StepStatus.SKIPPED
+
+
+def _rewind(steps: list[OperationStep], to_step: str, reason: str) -> None:
+    rewinding = False
+    for step in steps:
+        rewinding = rewinding or step.name == to_step
+        if rewinding and step.status not in (StepStatus.SKIPPED,):
+            step.status = StepStatus.PENDING
+            step.result = {}
+            step.last_error = reason
+
+
+def _describe(error: DCIError) -> str:
+    parts: list[str] = [str(error)]
+    if error.code is not None:
+        parts.append(f"(DCImanager code {error.code})")
+    return " ".join(parts)

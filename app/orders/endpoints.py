@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response, status
+from pydantic import SecretStr
+
+from app.auth.dependencies import require_scope
+from app.auth.models import ApiClient
+from app.auth.scopes import Scope
+from app.kit.db import SessionDep
+from app.kit.openapi import problem_responses
+from app.orders import service
+from app.orders.models import OperationKind, OrderStatus
+from app.orders.schemas import (
+    OperationOut,
+    OrderCreate,
+    OrderOut,
+    OrderPage,
+    PowerRequest,
+    ReinstallRequest,
+    SuspendRequest,
+    TerminateRequest,
+    UnsuspendRequest,
+)
+
+router = APIRouter(tags=["orders"])
+F = TypeVar("F", bound=Callable[..., Any])
+
+Reader = Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_READ))]
+Writer = Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_WRITE))]
+
+
+def _wake_worker(request: Request, background: BackgroundTasks) -> None:
+    # After the response, i.e. after the request's transaction committed.
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        background.add_task(worker.kick)
+
+
+@router.post(
+    "/orders",
+    summary="Provision a dedicated server for a billing order",
+    operation_id="createOrder",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderOut,
+    responses={
+        200: {"model": OrderOut, "description": "An order with this external_id already exists"},
+        **problem_responses(401, 403, 422),
+    },
+)
+async def create_order(
+    data: OrderCreate,
+    client: Writer,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
+) -> OrderOut:
+    state = request.app.state
+    order, created = await service.create_order(
+        session,
+        client=client,
+        data=data,
+        catalog=state.catalog,
+        settings=state.settings,
+        secrets=state.secrets,
+    )
+    response.headers["Location"] = f"/api/v1/orders/{order.id}"
+    if created:
+        _wake_worker(request, background)
+    else:
+        response.status_code = status.HTTP_200_OK
+    return await service.order_out(session, order.id)
+
+
+@router.get(
+    "/orders",
+    summary="List orders, newest first",
+    operation_id="listOrders",
+    response_model=OrderPage,
+    responses=problem_responses(401, 403, 422),
+)
+async def list_orders(
+    client: Reader,
+    session: SessionDep,
+    external_id: str | None = None,
+    status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    customer_external_id: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> OrderPage:
+    items, next_cursor = await service.list_orders(
+        session,
+        client=client,
+        external_id=external_id,
+        status=status_,
+        customer_external_id=customer_external_id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return OrderPage(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/orders/{order_id}",
+    summary="An order with its operation history",
+    operation_id="getOrder",
+    response_model=OrderOut,
+    responses=problem_responses(401, 403, 404),
+)
+async def get_order(order_id: int, client: Reader, session: SessionDep) -> OrderOut:
+    return await service.get_order(session, client=client, order_id=order_id)
+
+
+@router.get(
+    "/operations/{operation_id}",
+    summary="One operation with its steps",
+    operation_id="getOperation",
+    response_model=OperationOut,
+    responses=problem_responses(401, 403, 404),
+)
+async def get_operation(operation_id: int, client: Reader, session: SessionDep) -> OperationOut:
+    return await service.get_operation(session, client=client, operation_id=operation_id)
+
+
+class OperationRequest:
+    """What every state-changing endpoint needs, resolved once per request."""
+
+    def __init__(
+        self, client: Writer, session: SessionDep, request: Request, background: BackgroundTasks
+    ) -> None:
+        self.client = client
+        self.session = session
+        self.request = request
+        self.background = background
+
+    async def submit(
+        self,
+        order_id: int,
+        kind: OperationKind,
+        params: dict[str, Any],
+        password: SecretStr | None = None,
+    ) -> OperationOut:
+        state = self.request.app.state
+        operation = await service.request_operation(
+            self.session,
+            client=self.client,
+            order_id=order_id,
+            kind=kind,
+            params=params,
+            settings=state.settings,
+            secrets=state.secrets,
+            password=password.get_secret_value() if password else None,
+        )
+        _wake_worker(self.request, self.background)
+        return await service.get_operation(
+            self.session, client=self.client, operation_id=operation.id
+        )
+
+
+Submit = Annotated[OperationRequest, Depends()]
+
+
+def _operation_route(path: str, summary: str, operation_id: str) -> Callable[[F], F]:
+    return router.post(
+        f"/orders/{{order_id}}/{path}",
+        summary=summary,
+        operation_id=operation_id,
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=OperationOut,
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+
+
+@_operation_route("suspend", "Suspend an order (switch ports down)", "suspendOrder")
+async def suspend(order_id: int, data: SuspendRequest, submit: Submit) -> OperationOut:
+    return await submit.submit(order_id, OperationKind.SUSPEND, {"reason": data.reason.value})
+
+
+@_operation_route("unsuspend", "Lift a suspension (switch ports up)", "unsuspendOrder")
+async def unsuspend(order_id: int, data: UnsuspendRequest, submit: Submit) -> OperationOut:
+    return await submit.submit(order_id, OperationKind.UNSUSPEND, {"reason": data.reason.value})
+
+
+@_operation_route(
+    "terminate",
+    "Terminate an order: power off, wipe, free the IPs, release the server",
+    "terminateOrder",
+)
+async def terminate(
+    order_id: int, submit: Submit, data: TerminateRequest | None = None
+) -> OperationOut:
+    return await submit.submit(order_id, OperationKind.TERMINATE, {})
+
+
+@_operation_route(
+    "reinstall", "Reinstall the OS (new template, keys and password)", "reinstallOrder"
+)
+async def reinstall(order_id: int, data: ReinstallRequest, submit: Submit) -> OperationOut:
+    params = {"os_template_id": data.os_template_id, "ssh_keys": list(data.ssh_keys)}
+    return await submit.submit(order_id, OperationKind.REINSTALL, params, data.password)
+
+
+@_operation_route("power", "Power the server on, off, or reset it", "powerOrder")
+async def power(order_id: int, data: PowerRequest, submit: Submit) -> OperationOut:
+    return await submit.submit(order_id, OperationKind.POWER, {"action": data.action})

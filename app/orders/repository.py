@@ -1,0 +1,106 @@
+"""All SQL about orders, customers and the operations billing can see."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.customers.models import Customer
+from app.orders.models import Operation, OperationStatus, Order, OrderStatus
+
+_UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+_HISTORY = (
+    selectinload(Order.customer),
+    selectinload(Order.operations).selectinload(Operation.steps),
+)
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_for_client(
+        self, *, order_id: int, api_client_id: int, lock: bool = False
+    ) -> Order | None:
+        statement = select(Order).where(Order.id == order_id, Order.api_client_id == api_client_id)
+        if lock:
+            # Serialises concurrent requests on one order (SQLite already serialises writers).
+            statement = statement.with_for_update()
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def get_by_external_id(self, *, api_client_id: int, external_id: str) -> Order | None:
+        statement = select(Order).where(
+            Order.api_client_id == api_client_id, Order.external_id == external_id
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def with_history(self, order_id: int) -> Order:
+        statement = (
+            select(Order)
+            .where(Order.id == order_id)
+            .options(*_HISTORY)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one()
+
+    async def list_for_client(
+        self,
+        *,
+        api_client_id: int,
+        external_id: str | None,
+        status: OrderStatus | None,
+        customer_external_id: str | None,
+        before_id: int | None,
+        limit: int,
+    ) -> Sequence[Order]:
+        statement = (
+            select(Order)
+            .where(Order.api_client_id == api_client_id)
+            .options(*_HISTORY)
+            .order_by(Order.id.desc())
+            .limit(limit)
+        )
+        if external_id is not None:
+            statement = statement.where(Order.external_id == external_id)
+        if status is not None:
+            statement = statement.where(Order.status == status)
+        if customer_external_id is not None:
+            statement = statement.join(Customer, Customer.id == Order.customer_id).where(
+                Customer.external_id == customer_external_id
+            )
+        if before_id is not None:
+            statement = statement.where(Order.id < before_id)
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def unfinished_operations(self, order_id: int) -> Sequence[Operation]:
+        statement = (
+            select(Operation)
+            .where(Operation.order_id == order_id, Operation.status.in_(_UNFINISHED))
+            .order_by(Operation.id)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def operation_for_client(
+        self, *, operation_id: int, api_client_id: int
+    ) -> Operation | None:
+        statement = (
+            select(Operation)
+            .join(Order, Order.id == Operation.order_id)
+            .where(Operation.id == operation_id, Order.api_client_id == api_client_id)
+            .options(selectinload(Operation.steps))
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def customer(self, *, api_client_id: int, external_id: str) -> Customer | None:
+        statement = select(Customer).where(
+            Customer.api_client_id == api_client_id, Customer.external_id == external_id
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def add(self, *objects: object) -> None:
+        self.session.add_all(objects)
+        await self.session.flush()

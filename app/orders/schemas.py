@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from app.orders.lifecycle import SuspensionReason
+from app.orders.models import OperationKind, OperationStatus, OrderStatus, StepStatus
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = rf"^{_LABEL}(\.{_LABEL})*$"
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+SshKey = Field(min_length=1, max_length=16_384)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomerIn(_Request):
+    external_id: str = Field(min_length=1, max_length=255, examples=["cust-1001"])
+    email: str = Field(pattern=_EMAIL, max_length=320, examples=["jane@example.com"])
+    name: str = Field(default="", max_length=255, examples=["Jane Doe"])
+
+
+class OrderCreate(_Request):
+    external_id: str = Field(
+        min_length=1, max_length=255, description="Billing's service id", examples=["svc-42"]
+    )
+    customer: CustomerIn
+    configuration: str = Field(min_length=1, max_length=255, examples=["i9-9900K-64Gb-2x1024NVMe"])
+    os_template_id: int = Field(ge=0, examples=[12])
+    ssh_keys: list[str] = Field(default_factory=list, max_length=32)
+    password: SecretStr | None = Field(
+        default=None,
+        min_length=8,
+        max_length=128,
+        description="Root password for the OS; stored encrypted only until installed.",
+    )
+    ipv4_count: int = Field(default=1, ge=0, le=64)
+    hostname: str | None = Field(
+        default=None, max_length=253, pattern=_HOSTNAME, examples=["web1.example.com"]
+    )
+
+
+class SuspendRequest(_Request):
+    reason: SuspensionReason = SuspensionReason.NON_PAYMENT
+
+
+class UnsuspendRequest(_Request):
+    reason: SuspensionReason = Field(
+        default=SuspensionReason.NON_PAYMENT,
+        description="Who lifts it: a `non_payment` unsuspension never lifts an `abuse` or "
+        "`admin` suspension.",
+    )
+
+
+class TerminateRequest(_Request):
+    pass
+
+
+class ReinstallRequest(_Request):
+    os_template_id: int = Field(ge=0)
+    ssh_keys: list[str] = Field(default_factory=list, max_length=32)
+    password: SecretStr | None = Field(default=None, min_length=8, max_length=128)
+
+
+class PowerRequest(_Request):
+    action: Literal["on", "off", "reset"]
+
+
+class StepOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    status: StepStatus
+    attempts: int
+    dci_task_id: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class OperationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    order_id: int
+    kind: OperationKind
+    status: OperationStatus
+    params: dict[str, Any]
+    attempts: int
+    error_code: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    steps: list[StepOut]
+
+
+class CustomerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    external_id: str
+    email: str
+    name: str
+
+
+class OrderOut(BaseModel):
+    id: int
+    external_id: str
+    status: OrderStatus
+    customer: CustomerOut
+    configuration: str
+    os_template_id: int
+    ipv4_count: int
+    hostname: str | None
+    server_id: int | None
+    ip_addresses: list[str]
+    suspension_reason: str | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    operations: list[OperationOut]
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )

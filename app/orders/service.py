@@ -1,0 +1,238 @@
+"""Accepting billing's requests: validate, record, enqueue. The worker does the rest."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.models import ApiClient
+from app.config import Settings
+from app.customers.models import Customer
+from app.kit.crypto import SecretBox
+from app.kit.errors import DCIBridgeError
+from app.orchestration.service import enqueue
+from app.orders import lifecycle
+from app.orders.catalog import ConfigurationCatalog
+from app.orders.exceptions import (
+    InvalidOrderState,
+    OperationNotFound,
+    OrderNotFound,
+    UnknownConfiguration,
+)
+from app.orders.models import Operation, OperationKind, Order, OrderStatus
+from app.orders.repository import OrderRepository
+from app.orders.schemas import (
+    CustomerOut,
+    OperationOut,
+    OrderCreate,
+    OrderOut,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class InvalidCursor(DCIBridgeError):
+    status = 422
+    code = "invalid_cursor"
+    title = "The pagination cursor is not valid"
+
+
+async def create_order(
+    session: AsyncSession,
+    *,
+    client: ApiClient,
+    data: OrderCreate,
+    catalog: ConfigurationCatalog,
+    settings: Settings,
+    secrets: SecretBox,
+) -> tuple[Order, bool]:
+    """The order and whether it is new; billing's retry gets the existing one back."""
+    repository = OrderRepository(session)
+    existing = await repository.get_by_external_id(
+        api_client_id=client.id, external_id=data.external_id
+    )
+    if existing is not None:
+        return existing, False
+    known = await catalog.known()
+    if known is not None and data.configuration not in known:
+        raise UnknownConfiguration(data.configuration, known)
+
+    customer = await repository.customer(
+        api_client_id=client.id, external_id=data.customer.external_id
+    )
+    try:
+        async with session.begin_nested():
+            if customer is None:
+                customer = Customer(
+                    api_client_id=client.id,
+                    external_id=data.customer.external_id,
+                    email=data.customer.email,
+                    name=data.customer.name,
+                )
+                await repository.add(customer)
+            order = Order(
+                api_client_id=client.id,
+                external_id=data.external_id,
+                customer_id=customer.id,
+                configuration=data.configuration,
+                os_template_id=data.os_template_id,
+                ipv4_count=data.ipv4_count,
+                hostname=data.hostname,
+                ssh_keys=list(data.ssh_keys),
+                ip_addresses=[],
+            )
+            await repository.add(order)
+    except IntegrityError:
+        # A concurrent request with the same external id won the insert.
+        raced = await repository.get_by_external_id(
+            api_client_id=client.id, external_id=data.external_id
+        )
+        if raced is None:
+            raise
+        return raced, False
+
+    await enqueue(
+        session,
+        order=order,
+        kind=OperationKind.PROVISION,
+        params={"os_template_id": data.os_template_id, "ssh_keys": list(data.ssh_keys)},
+        settings=settings,
+        secrets=secrets,
+        password=data.password.get_secret_value() if data.password else None,
+    )
+    structlog.contextvars.bind_contextvars(order_id=order.id)
+    log.info("order.accepted", external_id=order.external_id, configuration=order.configuration)
+    return order, True
+
+
+async def request_operation(
+    session: AsyncSession,
+    *,
+    client: ApiClient,
+    order_id: int,
+    kind: OperationKind,
+    params: dict[str, Any],
+    settings: Settings,
+    secrets: SecretBox,
+    password: str | None = None,
+) -> Operation:
+    repository = OrderRepository(session)
+    order = await repository.get_for_client(order_id=order_id, api_client_id=client.id, lock=True)
+    if order is None:
+        raise OrderNotFound(order_id)
+    pending = await repository.unfinished_operations(order.id)
+    try:
+        after_pending = lifecycle.projected(
+            lifecycle.state_of(order), ((op.kind, op.params) for op in pending)
+        )
+        lifecycle.apply(after_pending, kind, params)
+    except lifecycle.TransitionRefused as refused:
+        raise InvalidOrderState(
+            refused.reason, order_status=order.status.value, pending_operations=len(pending)
+        ) from None
+    operation = await enqueue(
+        session,
+        order=order,
+        kind=kind,
+        params=params,
+        settings=settings,
+        secrets=secrets,
+        password=password,
+    )
+    structlog.contextvars.bind_contextvars(order_id=order.id, operation_id=operation.id)
+    log.info(f"{kind.value}.accepted")
+    return operation
+
+
+async def order_out(session: AsyncSession, order_id: int) -> OrderOut:
+    return to_order_out(await OrderRepository(session).with_history(order_id))
+
+
+async def get_order(session: AsyncSession, *, client: ApiClient, order_id: int) -> OrderOut:
+    order = await OrderRepository(session).get_for_client(
+        order_id=order_id, api_client_id=client.id
+    )
+    if order is None:
+        raise OrderNotFound(order_id)
+    return await order_out(session, order.id)
+
+
+async def list_orders(
+    session: AsyncSession,
+    *,
+    client: ApiClient,
+    external_id: str | None,
+    status: OrderStatus | None,
+    customer_external_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[OrderOut], str | None]:
+    orders = await OrderRepository(session).list_for_client(
+        api_client_id=client.id,
+        external_id=external_id,
+        status=status,
+        customer_external_id=customer_external_id,
+        before_id=decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    page = list(orders[:limit])
+    next_cursor = encode_cursor(page[-1].id) if len(orders) > limit else None
+    return [to_order_out(order) for order in page], next_cursor
+
+
+async def get_operation(
+    session: AsyncSession, *, client: ApiClient, operation_id: int
+) -> OperationOut:
+    operation = await OrderRepository(session).operation_for_client(
+        operation_id=operation_id, api_client_id=client.id
+    )
+    if operation is None:
+        raise OperationNotFound(operation_id)
+    return OperationOut.model_validate(operation)
+
+
+async def operation_out(session: AsyncSession, operation_id: int) -> OperationOut:
+    operation = await session.get(Operation, operation_id)
+    assert operation is not None
+    await session.refresh(operation, ["steps"])
+    return OperationOut.model_validate(operation)
+
+
+def to_order_out(order: Order) -> OrderOut:
+    return OrderOut(
+        id=order.id,
+        external_id=order.external_id,
+        status=order.status,
+        customer=CustomerOut.model_validate(order.customer),
+        configuration=order.configuration,
+        os_template_id=order.os_template_id,
+        ipv4_count=order.ipv4_count,
+        hostname=order.hostname,
+        server_id=order.dci_server_id,
+        ip_addresses=list(order.ip_addresses),
+        suspension_reason=order.suspension_reason,
+        failure_reason=order.failure_reason,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        operations=[OperationOut.model_validate(op) for op in order.operations],
+    )
+
+
+def encode_cursor(order_id: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{order_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "o":
+            raise ValueError(raw)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("Use the `next_cursor` value of a previous page.") from None

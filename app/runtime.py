@@ -1,0 +1,91 @@
+"""The long-lived parts one process needs, built once: database, DCImanager, secrets.
+
+Both the HTTP app's lifespan and the stand-alone worker build them here, so the
+two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.dci.client import DCIClient, create_dci_client
+from app.dci.completion import ObjectStateStrategy
+from app.kit.crypto import SecretBox
+from app.kit.db import create_engine, create_sessionmaker
+from app.orchestration.runner import EngineDeps
+from app.orders.catalog import ConfigurationCatalog
+from app.simulator.app import create_simulator_app
+from app.simulator.inventory import Inventory
+
+EMBEDDED_SIMULATOR_URL = "http://embedded-simulator"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    dci: DCIClient
+    secrets: SecretBox
+    catalog: ConfigurationCatalog
+
+    def engine_deps(self) -> EngineDeps:
+        return EngineDeps(
+            sessionmaker=self.sessionmaker,
+            dci=self.dci,
+            completion=ObjectStateStrategy(self.dci),
+            settings=self.settings,
+            secrets=self.secrets,
+        )
+
+
+def create_embedded_simulator(settings: Settings) -> tuple[FastAPI, Inventory]:
+    inventory = Inventory().with_overrides(
+        servers_per_configuration=settings.simulator_servers,
+        op_seconds=settings.simulator_op_seconds,
+    )
+    return create_simulator_app(inventory=inventory), inventory
+
+
+def _dci_client(settings: Settings, simulator: tuple[FastAPI, Inventory] | None) -> DCIClient:
+    if simulator is None:
+        return create_dci_client(settings)
+    app, inventory = simulator
+    as_admin = settings.model_copy(
+        update={
+            "dci_email": inventory.admin.email,
+            "dci_password": SecretStr(inventory.admin.password),
+        }
+    )
+    # In-process: the simulator's dropped answers must reach the client as
+    # transport errors, as they would over a network.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return create_dci_client(as_admin, transport=transport, base_url=EMBEDDED_SIMULATOR_URL)
+
+
+@asynccontextmanager
+async def build_runtime(
+    settings: Settings, *, simulator: tuple[FastAPI, Inventory] | None = None
+) -> AsyncIterator[Runtime]:
+    engine = create_engine(settings)
+    dci = _dci_client(settings, simulator)
+    try:
+        yield Runtime(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            dci=dci,
+            secrets=SecretBox(settings.secret_keys),
+            catalog=ConfigurationCatalog(dci),
+        )
+    finally:
+        await dci.aclose()
+        await engine.dispose()
