@@ -70,4 +70,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# "function" scope: the commit happens when the handler returns, before the response
+# is sent, so a client never sees 2xx for work that was not durably recorded.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
