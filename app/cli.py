@@ -107,7 +107,6 @@ def serve(
 @cli.command()
 def worker() -> None:
     """Run a worker process on its own (several may share one PostgreSQL database)."""
-    from app.orchestration.worker import Worker
     from app.runtime import build_runtime
 
     settings = _settings()
@@ -121,7 +120,7 @@ def worker() -> None:
 
     async def run() -> None:
         async with build_runtime(settings) as runtime:
-            process_worker = Worker(runtime.engine_deps())
+            process_worker = runtime.worker()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, process_worker.stop)
@@ -176,6 +175,49 @@ def api_key_list() -> None:
         typer.echo(
             f"{client.name:<24} {client.key_prefix:<14} {enabled:<8} {' '.join(client.scopes)}"
         )
+
+
+@api_key_cli.command("set-callback")
+def api_key_set_callback(
+    name: Annotated[str, typer.Option(help="The API client whose callbacks to configure.")],
+    url: Annotated[
+        str | None, typer.Option(help="HTTPS endpoint of the billing platform for signed events.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Stop sending callbacks.")] = False,
+    rotate_secret: Annotated[
+        bool, typer.Option("--rotate-secret", help="Issue a new signing secret.")
+    ] = False,
+) -> None:
+    """Send this client's order events to URL, signed per Standard Webhooks.
+
+    The signing secret (whsec_...) is printed once, when first issued or rotated.
+    """
+    from app.kit.crypto import SecretBox
+
+    if clear == (url is not None):
+        raise _fail("give either --url URL or --clear")
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise _fail("--url must be an http(s) URL")
+    settings = _settings()
+    _prepare_database(settings)
+    config = _with_session(
+        settings,
+        lambda session: api_keys.configure_callbacks(
+            session,
+            name=name,
+            url=url,
+            secrets_box=SecretBox(settings.secret_keys),
+            rotate_secret=rotate_secret,
+        ),
+    )
+    if config.new_secret is not None:
+        typer.echo(config.new_secret)
+        typer.secho(
+            "Callback signing secret: give it to the billing platform now; it is not shown again.",
+            err=True,
+            fg=typer.colors.GREEN,
+        )
+    typer.secho(f"callbacks for {name!r}: {url or 'off'}", err=True)
 
 
 @api_key_cli.command("revoke")

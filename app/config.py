@@ -73,8 +73,15 @@ class Settings(BaseSettings):
     clear_hdd_mode: str = "fast"
     os_install_hdd_raid: str = "none"
 
-    # For crash-safety tests only: "before_record:STEP" or "after_record:STEP" makes
-    # the worker SIGKILL itself at that point.
+    # Callbacks to billing
+    callback_timeout_seconds: float = Field(default=10.0, gt=0)
+    callback_deliver_for_seconds: float = Field(default=86_400.0, gt=0)
+    callback_retry_base_seconds: float = Field(default=5.0, gt=0)
+    callback_retry_max_seconds: float = Field(default=3_600.0, gt=0)
+    callback_max_concurrent: int = Field(default=10, ge=1)
+
+    # For crash-safety tests only: "before_record:STEP", "after_record:STEP" or
+    # "after_settle:KIND" makes the worker SIGKILL itself at that point.
     debug_crash_at: str | None = None
 
     # The embedded simulator (simulator mode only)

@@ -11,13 +11,13 @@ import structlog
 from fastapi import APIRouter, FastAPI
 
 from app.auth.endpoints import router as auth_router
+from app.callbacks.endpoints import router as callbacks_router
 from app.config import Settings, load_settings
 from app.health.checks import ReadinessCheck, database_check, dci_check, worker_check
 from app.health.endpoints import router as health_router
 from app.kit.errors import install_error_handlers
 from app.kit.logging import configure_logging
 from app.kit.middleware import RequestContextMiddleware
-from app.orchestration.worker import Worker
 from app.orders.endpoints import router as orders_router
 from app.runtime import Runtime, build_runtime, create_embedded_simulator
 
@@ -58,7 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker_task: asyncio.Task[None] | None = None
         state.worker = None
         if settings.run_worker:
-            state.worker = Worker(runtime.engine_deps())
+            state.worker = runtime.worker()
             worker_task = asyncio.create_task(state.worker.run(), name="worker")
         log.info(
             "app.started",
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(auth_router)
     api.include_router(orders_router)
+    api.include_router(callbacks_router)
     app.include_router(api)
     app.include_router(health_router)
 

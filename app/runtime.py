@@ -15,12 +15,14 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.callbacks.delivery import CallbackDeliverer
 from app.config import Settings
 from app.dci.client import DCIClient, create_dci_client
 from app.dci.completion import ObjectStateStrategy
 from app.kit.crypto import SecretBox
 from app.kit.db import create_engine, create_sessionmaker
 from app.orchestration.runner import EngineDeps
+from app.orchestration.worker import Worker
 from app.orders.catalog import ConfigurationCatalog
 from app.simulator.app import create_simulator_app
 from app.simulator.inventory import Inventory
@@ -36,6 +38,7 @@ class Runtime:
     dci: DCIClient
     secrets: SecretBox
     catalog: ConfigurationCatalog
+    callback_http: httpx.AsyncClient
 
     def engine_deps(self) -> EngineDeps:
         return EngineDeps(
@@ -45,6 +48,15 @@ class Runtime:
             settings=self.settings,
             secrets=self.secrets,
         )
+
+    def worker(self) -> Worker:
+        deliverer = CallbackDeliverer(
+            sessionmaker=self.sessionmaker,
+            http=self.callback_http,
+            secrets=self.secrets,
+            settings=self.settings,
+        )
+        return Worker(self.engine_deps(), deliverer=deliverer)
 
 
 def create_embedded_simulator(settings: Settings) -> tuple[FastAPI, Inventory]:
@@ -77,6 +89,12 @@ async def build_runtime(
 ) -> AsyncIterator[Runtime]:
     engine = create_engine(settings)
     dci = _dci_client(settings, simulator)
+    # Billing's endpoints are not ours to wait on forever, nor to follow elsewhere.
+    callback_http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.callback_timeout_seconds),
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=settings.callback_max_concurrent),
+    )
     try:
         yield Runtime(
             settings=settings,
@@ -85,7 +103,9 @@ async def build_runtime(
             dci=dci,
             secrets=SecretBox(settings.secret_keys),
             catalog=ConfigurationCatalog(dci),
+            callback_http=callback_http,
         )
     finally:
+        await callback_http.aclose()
         await dci.aclose()
         await engine.dispose()

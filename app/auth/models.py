@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import JSON, String
+from sqlalchemy import JSON, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.models import Base, BigIntPK, TimestampedMixin
@@ -18,3 +18,7 @@ class ApiClient(TimestampedMixin, Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(default=True)
+    # Where billing wants signed event callbacks, and the Standard Webhooks secret
+    # (encrypted: it must be readable to sign with it).
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    callback_secret_ciphertext: Mapped[str | None] = mapped_column(Text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
@@ -13,6 +14,7 @@ from app.auth.exceptions import ApiClientExists, ApiClientNotFound, InvalidApiKe
 from app.auth.models import ApiClient
 from app.auth.repository import ApiClientRepository
 from app.auth.scopes import Scope
+from app.kit.crypto import SecretBox
 
 KEY_PREFIX = "dcb_"
 _DISPLAY_PREFIX_LENGTH = 12
@@ -68,3 +70,39 @@ async def revoke_client(session: AsyncSession, *, name: str) -> ApiClient:
     client.enabled = False
     await session.flush()
     return client
+
+
+def generate_callback_secret() -> str:
+    # Standard Webhooks secrets: "whsec_" + base64 of 24-64 random bytes.
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackConfig:
+    client: ApiClient
+    new_secret: str | None
+
+
+async def configure_callbacks(
+    session: AsyncSession,
+    *,
+    name: str,
+    url: str | None,
+    secrets_box: SecretBox,
+    rotate_secret: bool = False,
+) -> CallbackConfig:
+    """Set (or with ``url=None`` clear) where a client's callbacks go.
+
+    A signing secret is made the first time, or again on rotation, and returned
+    once; only its ciphertext is stored.
+    """
+    client = await ApiClientRepository(session).get_by_name(name)
+    if client is None:
+        raise ApiClientNotFound(name)
+    client.callback_url = url
+    new_secret = None
+    if url is not None and (rotate_secret or client.callback_secret_ciphertext is None):
+        new_secret = generate_callback_secret()
+        client.callback_secret_ciphertext = secrets_box.encrypt(new_secret)
+    await session.flush()
+    return CallbackConfig(client=client, new_secret=new_secret)

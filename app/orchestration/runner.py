@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.callbacks.events import record_operation_outcome
 from app.config import Settings
 from app.customers.models import Customer
 from app.dci.client import DCIClient
@@ -55,6 +56,16 @@ _FINAL_OPERATIONS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class _Stop:
+    """This run of the operation ends; ``settled`` when the operation reached its end."""
+
+    settled: OperationKind | None = None
+
+
+_LEAVE = _Stop()
+
+
+@dataclass(frozen=True, slots=True)
 class _Retry:
     """A transient failure: try the step again after a backoff."""
 
@@ -82,20 +93,26 @@ class OperationRunner:
         try:
             while True:
                 ctx = await self._begin_step(operation_id)
-                if ctx is None:
+                if isinstance(ctx, _Stop):
+                    self._stopped(ctx)
                     return
                 outcome = await self._execute(ctx)
                 self._crash_point("before_record", ctx.step.name)
-                keep_going = await self._record(ctx, outcome)
+                recorded = await self._record(ctx, outcome)
                 self._crash_point("after_record", ctx.step.name)
-                if not keep_going:
+                if isinstance(recorded, _Stop):
+                    self._stopped(recorded)
                     return
         finally:
             structlog.contextvars.unbind_contextvars("operation_id", "order_id", "step")
 
     # -- transaction A ---------------------------------------------------------
 
-    async def _begin_step(self, operation_id: int) -> StepContext | None:
+    def _stopped(self, stop: _Stop) -> None:
+        if stop.settled is not None:
+            self._crash_point("after_settle", stop.settled.value)
+
+    async def _begin_step(self, operation_id: int) -> StepContext | _Stop:
         deps = self._deps
         async with deps.sessionmaker() as session, session.begin():
             queue = QueueRepository(session)
@@ -103,11 +120,11 @@ class OperationRunner:
             if not await queue.renew(
                 operation_id=operation_id, worker_id=self._worker_id, now=now, lease=self._lease
             ):
-                return None
+                return _LEAVE
             operation = await queue.get_operation(operation_id)
             if operation is None or operation.status in _FINAL_OPERATIONS:
                 await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
-                return None
+                return _LEAVE
             order = await session.get(Order, operation.order_id, populate_existing=True)
             assert order is not None
             customer = await session.get(Customer, order.customer_id, populate_existing=True)
@@ -119,24 +136,24 @@ class OperationRunner:
                 try:
                     lifecycle.apply(lifecycle.state_of(order), operation.kind, operation.params)
                 except lifecycle.TransitionRefused as refused:
-                    self._settle_failed(
-                        operation, order, steps, now, "invalid_order_state", refused.reason
+                    await self._settle_failed(
+                        session, operation, order, steps, now, "invalid_order_state", refused.reason
                     )
                     await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
-                    return None
+                    return _Stop(settled=operation.kind)
                 operation.status = OperationStatus.RUNNING
                 operation.started_at = now
                 log.info(f"{operation.kind.value}.started")
 
             step = next((s for s in steps if s.status not in _SETTLED_STEPS), None)
             if step is None:
-                self._settle(operation, order, steps, now)
+                await self._settle(session, operation, order, steps, now)
                 await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
-                return None
+                return _Stop(settled=operation.kind)
             if step.next_attempt_at is not None and step.next_attempt_at > now:
                 operation.next_run_at = step.next_attempt_at
                 await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
-                return None
+                return _LEAVE
             if step.status is not StepStatus.WAITING:
                 step.attempts += 1
                 operation.attempts += 1
@@ -182,8 +199,8 @@ class OperationRunner:
 
     # -- transaction B -----------------------------------------------------------
 
-    async def _record(self, ctx: StepContext, outcome: StepOutcome | _Retry) -> bool:
-        """Write the step's outcome; True when the runner should go on with the next step."""
+    async def _record(self, ctx: StepContext, outcome: StepOutcome | _Retry) -> _Stop | None:
+        """Write the step's outcome; None when the runner should go on with the next step."""
         deps = self._deps
         kind = ctx.operation.kind.value
         async with deps.sessionmaker() as session, session.begin():
@@ -196,7 +213,7 @@ class OperationRunner:
                 lease=self._lease,
             ):
                 log.warning(f"{kind}.step.lease_lost")
-                return False
+                return _LEAVE
             operation, order, customer, steps = await self._load(session, ctx)
             step = next(s for s in steps if s.id == ctx.step.id)
             _apply_updates(ctx, order, customer, step)
@@ -218,7 +235,7 @@ class OperationRunner:
                     self._park(operation, step, now + timedelta(seconds=delay))
                     await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
                     log.warning(f"{kind}.step.retrying", error=outcome.error, delay=delay)
-                    return False
+                    return _LEAVE
 
             match outcome:
                 case Done(note=note):
@@ -226,28 +243,28 @@ class OperationRunner:
                     step.finished_at = now
                     step.last_error = None
                     log.info(f"{kind}.step.completed", note=note)
-                    return True
+                    return None
                 case Wait(seconds=seconds, note=note):
                     step.status = StepStatus.WAITING
                     step.dci_task_id = step.result.get("task_id", step.dci_task_id)
                     self._park(operation, step, now + timedelta(seconds=seconds))
                     await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
                     log.debug(f"{kind}.step.waiting", note=note)
-                    return False
+                    return _LEAVE
                 case Rewind(to_step=to_step, reason=reason):
                     _rewind(steps, to_step, reason)
                     log.warning(f"{kind}.step.rewound", to_step=to_step, reason=reason)
-                    return True
+                    return None
                 case Fail(code=code, reason=reason):
                     step.status = StepStatus.FAILED
                     step.finished_at = now
                     step.last_error = reason
                     log.error(f"{kind}.step.failed", code=code, reason=reason)
                     if self._start_compensation(session, operation, order, steps, code, reason):
-                        return True
-                    self._settle_failed(operation, order, steps, now, code, reason)
+                        return None
+                    await self._settle_failed(session, operation, order, steps, now, code, reason)
                     await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
-                    return False
+                    return _Stop(settled=operation.kind)
         raise AssertionError(f"unhandled step outcome {outcome!r}")  # pragma: no cover
 
     async def _load(
@@ -321,13 +338,18 @@ class OperationRunner:
         log.warning("provision.compensating", code=code, reason=reason)
         return True
 
-    def _settle(
-        self, operation: Operation, order: Order, steps: list[OperationStep], now: datetime
+    async def _settle(
+        self,
+        session: AsyncSession,
+        operation: Operation,
+        order: Order,
+        steps: list[OperationStep],
+        now: datetime,
     ) -> None:
         """Every step is done: the operation succeeded, or its compensation finished."""
         if operation.error_code is not None:
-            self._settle_failed(
-                operation, order, steps, now, operation.error_code, operation.error or ""
+            await self._settle_failed(
+                session, operation, order, steps, now, operation.error_code, operation.error or ""
             )
             return
         state = lifecycle.apply(lifecycle.state_of(order), operation.kind, operation.params)
@@ -350,9 +372,13 @@ class OperationRunner:
         operation.finished_at = now
         operation.secret_ciphertext = None
         log.info(f"{operation.kind.value}.succeeded", order_status=order.status.value)
+        await record_operation_outcome(
+            session, settings=self._settings, order=order, operation=operation
+        )
 
-    def _settle_failed(
+    async def _settle_failed(
         self,
+        session: AsyncSession,
         operation: Operation,
         order: Order,
         steps: list[OperationStep],
@@ -373,6 +399,9 @@ class OperationRunner:
             order.status = OrderStatus.FAILED
             order.failure_reason = f"{code}: {reason}"
         log.error(f"{operation.kind.value}.failed", code=code, reason=reason)
+        await record_operation_outcome(
+            session, settings=self._settings, order=order, operation=operation
+        )
 
     def _crash_point(self, moment: str, step_name: str) -> None:
         if self._settings.debug_crash_at == f"{moment}:{step_name}":

@@ -7,16 +7,20 @@ import contextlib
 import os
 import secrets
 import socket
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import structlog
 
+from app.callbacks.delivery import CallbackDeliverer
 from app.kit.models import utcnow
 from app.orchestration.models import WorkerHeartbeat
 from app.orchestration.repository import QueueRepository
 from app.orchestration.runner import EngineDeps, OperationRunner
 
 log = structlog.get_logger(__name__)
+
+HOUSEKEEPING_SECONDS = 60.0
 
 
 def new_worker_id() -> str:
@@ -30,9 +34,18 @@ class Worker:
     ``lease_seconds`` and any other worker picks the work up.
     """
 
-    def __init__(self, deps: EngineDeps, *, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        deps: EngineDeps,
+        *,
+        deliverer: CallbackDeliverer,
+        housekeeping: Sequence[Callable[[], Awaitable[object]]] = (),
+        worker_id: str | None = None,
+    ) -> None:
         self.id = worker_id or new_worker_id()
         self._deps = deps
+        self._deliverer = deliverer
+        self._housekeeping = housekeeping
         self._settings = deps.settings
         self._runner = OperationRunner(deps, worker_id=self.id)
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -46,7 +59,11 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker.started", worker_id=self.id)
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat")
+        background = [
+            asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
+            asyncio.create_task(self._delivery_loop(), name="worker-callbacks"),
+            asyncio.create_task(self._housekeeping_loop(), name="worker-housekeeping"),
+        ]
         try:
             while not self._stopping.is_set():
                 await self._claim_and_start()
@@ -56,9 +73,9 @@ class Worker:
                         await self._wake.wait()
         finally:
             await self._drain()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self._forget()
             log.info("worker.stopped", worker_id=self.id)
 
@@ -123,6 +140,25 @@ class Worker:
             except Exception:
                 log.exception("worker.heartbeat_failed")
             await asyncio.sleep(self._settings.worker_heartbeat_seconds)
+
+    async def _delivery_loop(self) -> None:
+        while True:
+            try:
+                delivered = await self._deliverer.deliver_due()
+            except Exception:
+                log.exception("worker.callbacks_failed")
+                delivered = 0
+            if not delivered:
+                await asyncio.sleep(self._settings.worker_poll_seconds)
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            for chore in self._housekeeping:
+                try:
+                    await chore()
+                except Exception:
+                    log.exception("worker.housekeeping_failed")
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
     async def _drain(self) -> None:
         if not self._running:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
 
 from app.orders.lifecycle import SuspensionReason
 from app.orders.models import OperationKind, OperationStatus, OrderStatus, StepStatus
@@ -41,6 +41,10 @@ class OrderCreate(_Request):
     ipv4_count: int = Field(default=1, ge=0, le=64)
     hostname: str | None = Field(
         default=None, max_length=253, pattern=_HOSTNAME, examples=["web1.example.com"]
+    )
+    callback_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="Where this order's events go, instead of the API client's callback URL.",
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 import structlog
@@ -14,7 +12,7 @@ from app.auth.models import ApiClient
 from app.config import Settings
 from app.customers.models import Customer
 from app.kit.crypto import SecretBox
-from app.kit.errors import DCIBridgeError
+from app.kit.pagination import decode_cursor, encode_cursor
 from app.orchestration.service import enqueue
 from app.orders import lifecycle
 from app.orders.catalog import ConfigurationCatalog
@@ -35,11 +33,7 @@ from app.orders.schemas import (
 
 log = structlog.get_logger(__name__)
 
-
-class InvalidCursor(DCIBridgeError):
-    status = 422
-    code = "invalid_cursor"
-    title = "The pagination cursor is not valid"
+_CURSOR_KIND = "o"
 
 
 async def create_order(
@@ -85,6 +79,7 @@ async def create_order(
                 hostname=data.hostname,
                 ssh_keys=list(data.ssh_keys),
                 ip_addresses=[],
+                callback_url=str(data.callback_url) if data.callback_url else None,
             )
             await repository.add(order)
     except IntegrityError:
@@ -177,11 +172,11 @@ async def list_orders(
         external_id=external_id,
         status=status,
         customer_external_id=customer_external_id,
-        before_id=decode_cursor(cursor) if cursor else None,
+        before_id=decode_cursor(_CURSOR_KIND, cursor) if cursor else None,
         limit=limit + 1,
     )
     page = list(orders[:limit])
-    next_cursor = encode_cursor(page[-1].id) if len(orders) > limit else None
+    next_cursor = encode_cursor(_CURSOR_KIND, page[-1].id) if len(orders) > limit else None
     return [to_order_out(order) for order in page], next_cursor
 
 
@@ -221,18 +216,3 @@ def to_order_out(order: Order) -> OrderOut:
         updated_at=order.updated_at,
         operations=[OperationOut.model_validate(op) for op in order.operations],
     )
-
-
-def encode_cursor(order_id: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{order_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = raw.partition(":")
-        if prefix != "o":
-            raise ValueError(raw)
-        return int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor("Use the `next_cursor` value of a previous page.") from None

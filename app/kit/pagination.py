@@ -1,0 +1,30 @@
+"""Opaque cursors for keyset pagination (newest first, by id)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from app.kit.errors import DCIBridgeError
+
+
+class InvalidCursor(DCIBridgeError):
+    status = 422
+    code = "invalid_cursor"
+    title = "The pagination cursor is not valid"
+
+
+def encode_cursor(kind: str, last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str) -> int:
+    """The id the previous page ended at; a cursor of another list is refused."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != kind:
+            raise ValueError(raw)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("Use the `next_cursor` value of a previous page.") from None
