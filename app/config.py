@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     step_retry_max_seconds: float = Field(default=60.0, gt=0)
     task_poll_seconds: float = Field(default=5.0, gt=0)
     task_timeout_seconds: float = Field(default=7200.0, gt=0)
+    stock_cache_seconds: float = Field(default=5.0, ge=0)
     wait_for_stock: bool = False
     stock_retry_seconds: float = Field(default=60.0, gt=0)
     keep_failed_servers: bool = False

@@ -20,6 +20,7 @@ from app.kit.logging import configure_logging
 from app.kit.middleware import RequestContextMiddleware
 from app.orders.endpoints import router as orders_router
 from app.runtime import Runtime, build_runtime, create_embedded_simulator
+from app.stock.endpoints import router as stock_router
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.runtime = runtime
         state.sessionmaker = runtime.sessionmaker
         state.secrets = runtime.secrets
-        state.catalog = runtime.catalog
+        state.stock = runtime.stock
         state.readiness_checks = _readiness_checks(runtime)
         worker_task: asyncio.Task[None] | None = None
         state.worker = None
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(auth_router)
     api.include_router(orders_router)
     api.include_router(callbacks_router)
+    api.include_router(stock_router)
     app.include_router(api)
     app.include_router(health_router)
 

@@ -23,9 +23,9 @@ from app.kit.crypto import SecretBox
 from app.kit.db import create_engine, create_sessionmaker
 from app.orchestration.runner import EngineDeps
 from app.orchestration.worker import Worker
-from app.orders.catalog import ConfigurationCatalog
 from app.simulator.app import create_simulator_app
 from app.simulator.inventory import Inventory
+from app.stock.cache import StockCache
 
 EMBEDDED_SIMULATOR_URL = "http://embedded-simulator"
 
@@ -37,7 +37,7 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     dci: DCIClient
     secrets: SecretBox
-    catalog: ConfigurationCatalog
+    stock: StockCache
     callback_http: httpx.AsyncClient
 
     def engine_deps(self) -> EngineDeps:
@@ -102,7 +102,7 @@ async def build_runtime(
             sessionmaker=create_sessionmaker(engine),
             dci=dci,
             secrets=SecretBox(settings.secret_keys),
-            catalog=ConfigurationCatalog(dci),
+            stock=StockCache(dci, ttl_seconds=settings.stock_cache_seconds),
             callback_http=callback_http,
         )
     finally:

@@ -59,6 +59,12 @@ class Forbidden(DCIBridgeError):
     title = "The API key lacks a required scope"
 
 
+class DCIManagerUnavailable(DCIBridgeError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "dcimanager_unavailable"
+    title = "DCImanager cannot be reached"
+
+
 def problem_response(
     *,
     status: int,

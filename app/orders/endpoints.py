@@ -11,6 +11,7 @@ from app.auth.models import ApiClient
 from app.auth.scopes import Scope
 from app.kit.db import SessionDep
 from app.kit.openapi import problem_responses
+from app.kit.prefer import requested_wait
 from app.orders import service
 from app.orders.models import OperationKind, OrderStatus
 from app.orders.schemas import (
@@ -24,6 +25,7 @@ from app.orders.schemas import (
     TerminateRequest,
     UnsuspendRequest,
 )
+from app.orders.waiting import wait_until_settled
 
 router = APIRouter(tags=["orders"])
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +39,28 @@ def _wake_worker(request: Request, background: BackgroundTasks) -> None:
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
         background.add_task(worker.kick)
+
+
+async def _honour_wait(
+    request: Request, response: Response, session: SessionDep, operation_id: int
+) -> None:
+    """Apply ``Prefer: wait=N``: 200 once the operation settled, 202 if N ran out.
+
+    The request's own transaction is committed first: the accepted work must be
+    durable (and visible to the worker) before anyone waits for it.
+    """
+    wait = requested_wait(request.headers.get("prefer"))
+    if wait is None:
+        return
+    await session.commit()
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.kick()
+    settled = await wait_until_settled(
+        request.app.state.sessionmaker, operation_id=operation_id, seconds=wait
+    )
+    response.headers["Preference-Applied"] = f"wait={wait}"
+    response.status_code = status.HTTP_200_OK if settled else status.HTTP_202_ACCEPTED
 
 
 @router.post(
@@ -63,7 +87,7 @@ async def create_order(
         session,
         client=client,
         data=data,
-        catalog=state.catalog,
+        stock=state.stock,
         settings=state.settings,
         secrets=state.secrets,
     )
@@ -72,6 +96,9 @@ async def create_order(
         _wake_worker(request, background)
     else:
         response.status_code = status.HTTP_200_OK
+    await _honour_wait(
+        request, response, session, await service.provision_operation_id(session, order.id)
+    )
     return await service.order_out(session, order.id)
 
 
@@ -129,11 +156,17 @@ class OperationRequest:
     """What every state-changing endpoint needs, resolved once per request."""
 
     def __init__(
-        self, client: Writer, session: SessionDep, request: Request, background: BackgroundTasks
+        self,
+        client: Writer,
+        session: SessionDep,
+        request: Request,
+        response: Response,
+        background: BackgroundTasks,
     ) -> None:
         self.client = client
         self.session = session
         self.request = request
+        self.response = response
         self.background = background
 
     async def submit(
@@ -155,6 +188,7 @@ class OperationRequest:
             password=password.get_secret_value() if password else None,
         )
         _wake_worker(self.request, self.background)
+        await _honour_wait(self.request, self.response, self.session, operation.id)
         return await service.get_operation(
             self.session, client=self.client, operation_id=operation.id
         )

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.customers.models import Customer
-from app.orders.models import Operation, OperationStatus, Order, OrderStatus
+from app.orders.models import Operation, OperationKind, OperationStatus, Order, OrderStatus
 
 _UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
 _HISTORY = (
@@ -82,6 +82,12 @@ class OrderRepository:
             .order_by(Operation.id)
         )
         return (await self.session.execute(statement)).scalars().all()
+
+    async def provision_operation_id(self, order_id: int) -> int:
+        statement = select(Operation.id).where(
+            Operation.order_id == order_id, Operation.kind == OperationKind.PROVISION
+        )
+        return (await self.session.execute(statement)).scalar_one()
 
     async def operation_for_client(
         self, *, operation_id: int, api_client_id: int

@@ -15,7 +15,6 @@ from app.kit.crypto import SecretBox
 from app.kit.pagination import decode_cursor, encode_cursor
 from app.orchestration.service import enqueue
 from app.orders import lifecycle
-from app.orders.catalog import ConfigurationCatalog
 from app.orders.exceptions import (
     InvalidOrderState,
     OperationNotFound,
@@ -30,6 +29,7 @@ from app.orders.schemas import (
     OrderCreate,
     OrderOut,
 )
+from app.stock.cache import StockCache
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,7 @@ async def create_order(
     *,
     client: ApiClient,
     data: OrderCreate,
-    catalog: ConfigurationCatalog,
+    stock: StockCache,
     settings: Settings,
     secrets: SecretBox,
 ) -> tuple[Order, bool]:
@@ -52,7 +52,7 @@ async def create_order(
     )
     if existing is not None:
         return existing, False
-    known = await catalog.known()
+    known = await stock.known_configurations()
     if known is not None and data.configuration not in known:
         raise UnknownConfiguration(data.configuration, known)
 
@@ -146,6 +146,10 @@ async def request_operation(
 
 async def order_out(session: AsyncSession, order_id: int) -> OrderOut:
     return to_order_out(await OrderRepository(session).with_history(order_id))
+
+
+async def provision_operation_id(session: AsyncSession, order_id: int) -> int:
+    return await OrderRepository(session).provision_operation_id(order_id)
 
 
 async def get_order(session: AsyncSession, *, client: ApiClient, order_id: int) -> OrderOut:
