@@ -12,6 +12,7 @@ from app.callbacks.models import CallbackStatus
 from app.callbacks.schemas import CallbackOut, CallbackPage
 from app.kit.db import SessionDep
 from app.kit.openapi import problem_responses
+from app.kit.params import IdPath, IdQuery, PageLimit
 
 router = APIRouter(tags=["callbacks"])
 
@@ -29,10 +30,10 @@ Writer = Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_WRITE))]
 async def list_callbacks(
     client: Reader,
     session: SessionDep,
-    order_id: int | None = None,
+    order_id: IdQuery = None,
     status_: Annotated[CallbackStatus | None, Query(alias="status")] = None,
     cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: PageLimit = 50,
 ) -> CallbackPage:
     items, next_cursor = await service.list_callbacks(
         session, client=client, order_id=order_id, status=status_, cursor=cursor, limit=limit
@@ -47,7 +48,7 @@ async def list_callbacks(
     response_model=CallbackOut,
     responses=problem_responses(401, 403, 404),
 )
-async def get_callback(callback_id: int, client: Reader, session: SessionDep) -> CallbackOut:
+async def get_callback(callback_id: IdPath, client: Reader, session: SessionDep) -> CallbackOut:
     return await service.get_callback(session, client=client, event_id=callback_id)
 
 
@@ -60,7 +61,7 @@ async def get_callback(callback_id: int, client: Reader, session: SessionDep) ->
     responses=problem_responses(401, 403, 404),
 )
 async def redeliver_callback(
-    callback_id: int,
+    callback_id: IdPath,
     client: Writer,
     session: SessionDep,
     request: Request,

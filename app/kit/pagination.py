@@ -23,8 +23,9 @@ def decode_cursor(kind: str, cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = raw.partition(":")
-        if prefix != kind:
+        last_id = int(value)
+        if prefix != kind or not 0 < last_id < 2**63:
             raise ValueError(raw)
-        return int(value)
+        return last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor("Use the `next_cursor` value of a previous page.") from None

@@ -11,6 +11,7 @@ from app.auth.models import ApiClient
 from app.auth.scopes import Scope
 from app.kit.db import SessionDep
 from app.kit.openapi import problem_responses
+from app.kit.params import IdPath, PageLimit
 from app.kit.prefer import requested_wait
 from app.orders import service
 from app.orders.models import OperationKind, OrderStatus
@@ -116,7 +117,7 @@ async def list_orders(
     status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_external_id: str | None = None,
     cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: PageLimit = 50,
 ) -> OrderPage:
     items, next_cursor = await service.list_orders(
         session,
@@ -137,7 +138,7 @@ async def list_orders(
     response_model=OrderOut,
     responses=problem_responses(401, 403, 404),
 )
-async def get_order(order_id: int, client: Reader, session: SessionDep) -> OrderOut:
+async def get_order(order_id: IdPath, client: Reader, session: SessionDep) -> OrderOut:
     return await service.get_order(session, client=client, order_id=order_id)
 
 
@@ -148,7 +149,7 @@ async def get_order(order_id: int, client: Reader, session: SessionDep) -> Order
     response_model=OperationOut,
     responses=problem_responses(401, 403, 404),
 )
-async def get_operation(operation_id: int, client: Reader, session: SessionDep) -> OperationOut:
+async def get_operation(operation_id: IdPath, client: Reader, session: SessionDep) -> OperationOut:
     return await service.get_operation(session, client=client, operation_id=operation_id)
 
 
@@ -209,12 +210,12 @@ def _operation_route(path: str, summary: str, operation_id: str) -> Callable[[F]
 
 
 @_operation_route("suspend", "Suspend an order (switch ports down)", "suspendOrder")
-async def suspend(order_id: int, data: SuspendRequest, submit: Submit) -> OperationOut:
+async def suspend(order_id: IdPath, data: SuspendRequest, submit: Submit) -> OperationOut:
     return await submit.submit(order_id, OperationKind.SUSPEND, {"reason": data.reason.value})
 
 
 @_operation_route("unsuspend", "Lift a suspension (switch ports up)", "unsuspendOrder")
-async def unsuspend(order_id: int, data: UnsuspendRequest, submit: Submit) -> OperationOut:
+async def unsuspend(order_id: IdPath, data: UnsuspendRequest, submit: Submit) -> OperationOut:
     return await submit.submit(order_id, OperationKind.UNSUSPEND, {"reason": data.reason.value})
 
 
@@ -224,7 +225,7 @@ async def unsuspend(order_id: int, data: UnsuspendRequest, submit: Submit) -> Op
     "terminateOrder",
 )
 async def terminate(
-    order_id: int, submit: Submit, data: TerminateRequest | None = None
+    order_id: IdPath, submit: Submit, data: TerminateRequest | None = None
 ) -> OperationOut:
     return await submit.submit(order_id, OperationKind.TERMINATE, {})
 
@@ -232,11 +233,11 @@ async def terminate(
 @_operation_route(
     "reinstall", "Reinstall the OS (new template, keys and password)", "reinstallOrder"
 )
-async def reinstall(order_id: int, data: ReinstallRequest, submit: Submit) -> OperationOut:
+async def reinstall(order_id: IdPath, data: ReinstallRequest, submit: Submit) -> OperationOut:
     params = {"os_template_id": data.os_template_id, "ssh_keys": list(data.ssh_keys)}
     return await submit.submit(order_id, OperationKind.REINSTALL, params, data.password)
 
 
 @_operation_route("power", "Power the server on, off, or reset it", "powerOrder")
-async def power(order_id: int, data: PowerRequest, submit: Submit) -> OperationOut:
+async def power(order_id: IdPath, data: PowerRequest, submit: Submit) -> OperationOut:
     return await submit.submit(order_id, OperationKind.POWER, {"action": data.action})
