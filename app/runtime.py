@@ -56,7 +56,7 @@ class Runtime:
             secrets=self.secrets,
             settings=self.settings,
         )
-        return Worker(self.engine_deps(), deliverer=deliverer)
+        return Worker(self.engine_deps(), pollers=[deliverer])
 
 
 def create_embedded_simulator(settings: Settings) -> tuple[FastAPI, Inventory]:

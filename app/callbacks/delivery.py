@@ -42,6 +42,8 @@ def signed_request(
 
 
 class CallbackDeliverer:
+    name = "callbacks"
+
     def __init__(
         self,
         *,
@@ -56,7 +58,7 @@ class CallbackDeliverer:
         self._settings = settings
         self._lease = timedelta(seconds=settings.callback_timeout_seconds * 3)
 
-    async def deliver_due(self) -> int:
+    async def run_due(self) -> int:
         """Deliver what is due now; the number of events tried."""
         async with self._sessionmaker() as session, session.begin():
             claimed = await CallbackRepository(session).claim_due(

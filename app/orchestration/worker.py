@@ -9,10 +9,10 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import Protocol
 
 import structlog
 
-from app.callbacks.delivery import CallbackDeliverer
 from app.kit.models import utcnow
 from app.orchestration.models import WorkerHeartbeat
 from app.orchestration.repository import QueueRepository
@@ -21,6 +21,16 @@ from app.orchestration.runner import EngineDeps, OperationRunner
 log = structlog.get_logger(__name__)
 
 HOUSEKEEPING_SECONDS = 60.0
+
+
+class Poller(Protocol):
+    """Other durable work the worker drives besides operations (callbacks, inbox)."""
+
+    name: str
+
+    async def run_due(self) -> int:
+        """Handle what is due now; how many items were handled (0: nothing to do)."""
+        ...
 
 
 def new_worker_id() -> str:
@@ -38,13 +48,13 @@ class Worker:
         self,
         deps: EngineDeps,
         *,
-        deliverer: CallbackDeliverer,
+        pollers: Sequence[Poller] = (),
         housekeeping: Sequence[Callable[[], Awaitable[object]]] = (),
         worker_id: str | None = None,
     ) -> None:
         self.id = worker_id or new_worker_id()
         self._deps = deps
-        self._deliverer = deliverer
+        self._pollers = pollers
         self._housekeeping = housekeeping
         self._settings = deps.settings
         self._runner = OperationRunner(deps, worker_id=self.id)
@@ -61,7 +71,10 @@ class Worker:
         log.info("worker.started", worker_id=self.id)
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
-            asyncio.create_task(self._delivery_loop(), name="worker-callbacks"),
+            *(
+                asyncio.create_task(self._poll_loop(poller), name=f"worker-{poller.name}")
+                for poller in self._pollers
+            ),
             asyncio.create_task(self._housekeeping_loop(), name="worker-housekeeping"),
         ]
         try:
@@ -141,14 +154,14 @@ class Worker:
                 log.exception("worker.heartbeat_failed")
             await asyncio.sleep(self._settings.worker_heartbeat_seconds)
 
-    async def _delivery_loop(self) -> None:
+    async def _poll_loop(self, poller: Poller) -> None:
         while True:
             try:
-                delivered = await self._deliverer.deliver_due()
+                handled = await poller.run_due()
             except Exception:
-                log.exception("worker.callbacks_failed")
-                delivered = 0
-            if not delivered:
+                log.exception("worker.poller_failed", poller=poller.name)
+                handled = 0
+            if not handled:
                 await asyncio.sleep(self._settings.worker_poll_seconds)
 
     async def _housekeeping_loop(self) -> None:
