@@ -126,6 +126,7 @@ def engine_settings(settings: Settings) -> Settings:
             "worker_poll_seconds": 0.05,
             "step_retry_base_seconds": 0.05,
             "step_retry_max_seconds": 0.5,
+            "shutdown_grace_seconds": 1.0,
         }
     )
 
