@@ -7,6 +7,8 @@ import enum
 from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.webhooks.config import SOURCE_NAME, GenericWebhookSource, WebhookCancelAction
+
 MIN_SECRET_KEY_LENGTH = 32
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./dcibridge.db"
 # Used only in simulator mode, where nothing real is protected; a fixed, public key
@@ -52,6 +54,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: LogFormat | None = None
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    # When set, GET /metrics wants "Authorization: Bearer <token>".
+    metrics_token: SecretStr | None = None
     run_worker: bool = True
 
     # Orchestration (the worker)
@@ -80,6 +84,24 @@ class Settings(BaseSettings):
     callback_retry_base_seconds: float = Field(default=5.0, gt=0)
     callback_retry_max_seconds: float = Field(default=3_600.0, gt=0)
     callback_max_concurrent: int = Field(default=10, ge=1)
+
+    # Payment webhooks
+    # Stripe endpoint signing secrets, comma-separated (two while rolling one over).
+    stripe_webhook_secrets: SecretStr | None = None
+    # The API client whose orders Stripe events name (an external_id is unique per client).
+    stripe_api_client: str | None = None
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    stripe_order_metadata_key: str = Field(default="dcibridge_order", min_length=1, max_length=40)
+    # invoice.payment_failed suspends from this invoice attempt_count on.
+    stripe_suspend_after_attempts: int = Field(default=1, ge=1)
+    # JSON: {"<source>": {"api_client": "<name>", "secrets": ["whsec_..."]}}
+    generic_webhook_sources: dict[str, GenericWebhookSource] = Field(default_factory=dict)
+    webhook_cancel_action: WebhookCancelAction = WebhookCancelAction.TERMINATE
+    webhook_unsuspend_on_payment: bool = True
+    webhook_max_body_bytes: int = Field(default=262_144, ge=1_024)
+    webhook_max_attempts: int = Field(default=5, ge=1)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=600.0, gt=0)
 
     # For crash-safety tests only: "before_record:STEP", "after_record:STEP" or
     # "after_settle:KIND" makes the worker SIGKILL itself at that point.
@@ -112,6 +134,28 @@ class Settings(BaseSettings):
                 "DCIBRIDGE_DCI_URL is set."
             )
         return self
+
+    @model_validator(mode="after")
+    def _webhook_sources_name_their_api_client(self) -> Settings:
+        if self.stripe_secrets and not self.stripe_api_client:
+            raise ValueError(
+                "DCIBRIDGE_STRIPE_API_CLIENT is required with DCIBRIDGE_STRIPE_WEBHOOK_SECRETS: "
+                "name the API client (as in `dcibridge api-key create --name`) whose orders "
+                "Stripe's metadata refers to."
+            )
+        for name in self.generic_webhook_sources:
+            if not SOURCE_NAME.match(name):
+                raise ValueError(
+                    f"DCIBRIDGE_GENERIC_WEBHOOK_SOURCES: source name {name!r} must be 1 to 64 "
+                    "letters, digits, '-' or '_'."
+                )
+        return self
+
+    @property
+    def stripe_secrets(self) -> list[str]:
+        """Every Stripe signing secret accepted now (several during a rollover)."""
+        raw = self.stripe_webhook_secrets.get_secret_value() if self.stripe_webhook_secrets else ""
+        return [secret.strip() for secret in raw.split(",") if secret.strip()]
 
     @property
     def simulator_mode(self) -> bool:

@@ -15,6 +15,7 @@ from app.callbacks.endpoints import router as callbacks_router
 from app.config import Settings, load_settings
 from app.health.checks import ReadinessCheck, database_check, dci_check, worker_check
 from app.health.endpoints import router as health_router
+from app.health.metrics import router as metrics_router
 from app.kit.errors import install_error_handlers
 from app.kit.logging import configure_logging
 from app.kit.middleware import RequestContextMiddleware
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(stock_router)
     app.include_router(api)
     app.include_router(health_router)
+    app.include_router(metrics_router)
 
     app.state.simulator = None
     if settings.simulator_mode:

@@ -18,6 +18,7 @@ from app.callbacks.repository import CallbackRepository
 from app.config import Settings
 from app.kit.backoff import full_jitter_delay
 from app.kit.crypto import SecretBox
+from app.kit.metrics import CALLBACK_DELIVERIES
 from app.kit.models import utcnow
 
 log = structlog.get_logger(__name__)
@@ -125,6 +126,7 @@ class CallbackDeliverer:
             event.last_error = error
             event.lease_expires_at = None
             now = utcnow()
+            CALLBACK_DELIVERIES.labels("delivered" if error is None else "failed_attempt").inc()
             if error is None:
                 event.status = CallbackStatus.DELIVERED
                 event.delivered_at = now

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -87,6 +87,12 @@ class CallbackRepository:
         if before_id is not None:
             statement = statement.where(CallbackEvent.id < before_id)
         return (await self.session.execute(statement)).scalars().all()
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(CallbackEvent.status, func.count()).group_by(CallbackEvent.status)
+        )
+        return {status.value: int(count) for status, count in rows.all()}
 
     def add_attempt(self, attempt: CallbackAttempt) -> None:
         self.session.add(attempt)

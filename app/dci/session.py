@@ -33,6 +33,7 @@ from app.dci.exceptions import (
     DCIRetryableError,
 )
 from app.dci.where import encode_query_value
+from app.kit.metrics import DCI_CALLS, DCI_LATENCY, dci_endpoint
 
 READ_REPEATS = 2
 
@@ -129,7 +130,11 @@ class DCISession:
         status: int | None = None,
         error: str | None = None,
     ) -> None:
-        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        elapsed = time.perf_counter() - started
+        endpoint = dci_endpoint(path)
+        DCI_CALLS.labels(method, endpoint, str(status) if status is not None else "error").inc()
+        DCI_LATENCY.labels(method, endpoint).observe(elapsed)
+        latency_ms = round(elapsed * 1000, 1)
         self._log.debug(
             "dci.request",
             method=method,

@@ -11,12 +11,29 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.kit.errors import internal_error_response
+from app.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 REQUEST_ID_HEADER = "x-request-id"
 # A caller's id is echoed only when it is short and plain, so it cannot inject into logs.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = structlog.get_logger("app.http")
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template ("/api/v1/orders/{order_id}"), which keeps metric
+    label values few. A route inside an included router knows only its own part of
+    the path, so the prefix is whatever precedes the part its pattern matches."""
+    route = scope.get("route")
+    pattern = getattr(route, "path_regex", None)
+    template = getattr(route, "path_format", None)
+    if pattern is None or template is None:
+        return "unmatched"
+    path: str = scope["path"]
+    for cut, char in enumerate(path):
+        if char == "/" and pattern.match(path[cut:]):
+            return path[:cut] + str(template)
+    return str(template)
 
 
 class RequestContextMiddleware:
@@ -58,11 +75,15 @@ class RequestContextMiddleware:
                 raise
             await internal_error_response(scope["path"])(scope, receive, send_with_request_id)
         finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            HTTP_REQUESTS.labels(scope["method"], route, str(status_code)).inc()
+            HTTP_LATENCY.labels(scope["method"], route).observe(elapsed)
             log.info(
                 "http.request.completed",
                 method=scope["method"],
                 path=scope["path"],
                 status=status_code,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()

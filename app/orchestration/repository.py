@@ -148,5 +148,21 @@ class QueueRepository:
     async def forget_worker(self, worker_id: str) -> None:
         await self.session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.id == worker_id))
 
+    async def unfinished_by_status(self) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(Operation.status, func.count())
+            .where(Operation.status.in_(UNFINISHED))
+            .group_by(Operation.status)
+        )
+        return {status.value: int(count) for status, count in rows.all()}
+
+    async def oldest_runnable_since(self, now: datetime) -> datetime | None:
+        """When the longest-waiting runnable operation became runnable."""
+        return await self.session.scalar(
+            select(func.min(func.coalesce(Operation.next_run_at, Operation.created_at))).where(
+                *_runnable(now)
+            )
+        )
+
     async def latest_heartbeat(self) -> datetime | None:
         return (await self.session.execute(select(func.max(WorkerHeartbeat.heartbeat_at)))).scalar()

@@ -26,6 +26,7 @@ from app.dci.completion import CompletionStrategy
 from app.dci.exceptions import DCIError, DCIRequestError
 from app.kit.backoff import full_jitter_delay
 from app.kit.crypto import SecretBox, SecretDecryptionError
+from app.kit.metrics import OPERATIONS, STEP_DURATION
 from app.kit.models import utcnow
 from app.orchestration.context import StepContext
 from app.orchestration.flows import COMPENSATION_STEPS
@@ -173,7 +174,7 @@ class OperationRunner:
             step=step,
             now=now,
             checkpoint_fn=self._checkpoint,
-            claim_server_fn=lambda server_id: self._claim_server(order.id, server_id),
+            claim_server_fn=lambda server_id: self._claim_server(operation.id, order.id, server_id),
             claimed_servers_fn=lambda: self._claimed_servers(order.configuration),
         )
 
@@ -181,6 +182,10 @@ class OperationRunner:
 
     async def _execute(self, ctx: StepContext) -> StepOutcome | _Retry:
         structlog.contextvars.bind_contextvars(step=ctx.step.name)
+        with STEP_DURATION.labels(ctx.step.name).time():
+            return await self._handle(ctx)
+
+    async def _handle(self, ctx: StepContext) -> StepOutcome | _Retry:
         try:
             return await HANDLERS[ctx.step.name](ctx)
         except LeaseLost as lost:
@@ -291,11 +296,22 @@ class OperationRunner:
             step = next(s for s in steps if s.id == ctx.step.id)
             _apply_updates(ctx, order, customer, step)
 
-    async def _claim_server(self, order_id: int, server_id: int) -> bool:
+    async def _claim_server(self, operation_id: int, order_id: int, server_id: int) -> bool:
         async with self._deps.sessionmaker() as session, session.begin():
-            return await QueueRepository(session).claim_server(
-                order_id=order_id, server_id=server_id
-            )
+            queue = QueueRepository(session)
+            # Like every other write, only under a lease we still hold, renewed in the
+            # same transaction. Without this, a worker that lost its lease mid-step
+            # could still point the order at a server after the new holder had settled
+            # it (e.g. failed it out_of_stock): the unique index covers live orders
+            # only, so a failed order ended up naming another live order's server.
+            if not await queue.renew(
+                operation_id=operation_id,
+                worker_id=self._worker_id,
+                now=utcnow(),
+                lease=self._lease,
+            ):
+                raise LeaseLost(operation_id)
+            return await queue.claim_server(order_id=order_id, server_id=server_id)
 
     async def _claimed_servers(self, configuration: str) -> set[int]:
         async with self._deps.sessionmaker() as session:
@@ -372,6 +388,7 @@ class OperationRunner:
         operation.finished_at = now
         operation.secret_ciphertext = None
         log.info(f"{operation.kind.value}.succeeded", order_status=order.status.value)
+        OPERATIONS.labels(operation.kind.value, "succeeded").inc()
         await record_operation_outcome(
             session, settings=self._settings, order=order, operation=operation
         )
@@ -399,6 +416,7 @@ class OperationRunner:
             order.status = OrderStatus.FAILED
             order.failure_reason = f"{code}: {reason}"
         log.error(f"{operation.kind.value}.failed", code=code, reason=reason)
+        OPERATIONS.labels(operation.kind.value, "failed").inc()
         await record_operation_outcome(
             session, settings=self._settings, order=order, operation=operation
         )
