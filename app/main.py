@@ -13,7 +13,13 @@ from fastapi import APIRouter, FastAPI
 from app.auth.endpoints import router as auth_router
 from app.callbacks.endpoints import router as callbacks_router
 from app.config import Settings, load_settings
-from app.health.checks import ReadinessCheck, database_check, dci_check, worker_check
+from app.health.checks import (
+    ReadinessCheck,
+    database_check,
+    dci_check,
+    migrations_check,
+    worker_check,
+)
 from app.health.endpoints import router as health_router
 from app.health.metrics import router as metrics_router
 from app.kit.errors import install_error_handlers
@@ -33,6 +39,7 @@ def _readiness_checks(runtime: Runtime) -> dict[str, ReadinessCheck]:
     settings = runtime.settings
     return {
         "database": database_check(runtime.engine),
+        "migrations": migrations_check(runtime.engine),
         "dcimanager": dci_check(runtime.dci),
         "worker": worker_check(
             runtime.sessionmaker, stale_after_seconds=3 * settings.worker_heartbeat_seconds

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.dci.client import DCIClient
+from app.kit.migrations import applied_revisions, head_revisions
 from app.kit.models import utcnow
 from app.orchestration.repository import QueueRepository
 
@@ -78,5 +79,16 @@ def worker_check(
             return CheckResult(ok=False, detail={"error": "no worker has reported"})
         age = (utcnow() - latest).total_seconds()
         return CheckResult(ok=age <= stale_after_seconds, detail={"heartbeat_age_s": round(age, 1)})
+
+    return check
+
+
+def migrations_check(engine: AsyncEngine) -> ReadinessCheck:
+    async def check() -> CheckResult:
+        applied = await applied_revisions(engine)
+        heads = head_revisions()
+        return CheckResult(
+            ok=applied == heads, detail={"applied": sorted(applied), "expected": sorted(heads)}
+        )
 
     return check

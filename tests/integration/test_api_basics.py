@@ -38,7 +38,7 @@ async def test_readyz_reports_each_dependency(settings: Settings) -> None:
     body = response.json()
     assert body["status"] == "ready"
     assert body["dci_mode"] == "simulator"
-    for check in ("database", "dcimanager", "worker"):
+    for check in ("database", "migrations", "dcimanager", "worker"):
         assert body["checks"][check]["status"] == "ok"
 
 
@@ -168,3 +168,21 @@ async def test_request_id_is_echoed_or_made(api: httpx.AsyncClient) -> None:
 
     hostile = await api.get("/healthz", headers={"X-Request-ID": "x" * 500})
     assert hostile.headers["x-request-id"] != "x" * 500
+
+
+async def test_readyz_reports_a_schema_behind_the_code(
+    settings: Settings, tmp_path: object
+) -> None:
+    from alembic import command
+
+    from app.kit.migrations import alembic_config
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/old.db"
+    command.upgrade(alembic_config(url), "0001")
+    with live_server(create_app(settings.model_copy(update={"database_url": url}))) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            response = await client.get("/readyz")
+    assert response.status_code == 503
+    migrations = response.json()["checks"]["migrations"]
+    assert migrations["status"] == "failing"
+    assert migrations["applied"] == ["0001"]
