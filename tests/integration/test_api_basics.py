@@ -180,8 +180,7 @@ async def test_readyz_reports_a_schema_behind_the_code(
     url = f"sqlite+aiosqlite:///{tmp_path}/old.db"
     command.upgrade(alembic_config(url), "0001")
     with live_server(create_app(settings.model_copy(update={"database_url": url}))) as base_url:
-        async with httpx.AsyncClient(base_url=base_url) as client:
-            response = await client.get("/readyz")
+        response = httpx.get(f"{base_url}/readyz")
     assert response.status_code == 503
     migrations = response.json()["checks"]["migrations"]
     assert migrations["status"] == "failing"
