@@ -170,9 +170,7 @@ async def test_request_id_is_echoed_or_made(api: httpx.AsyncClient) -> None:
     assert hostile.headers["x-request-id"] != "x" * 500
 
 
-async def test_readyz_reports_a_schema_behind_the_code(
-    settings: Settings, tmp_path: object
-) -> None:
+def test_readyz_reports_a_schema_behind_the_code(settings: Settings, tmp_path: object) -> None:
     from alembic import command
 
     from app.kit.migrations import alembic_config
