@@ -11,7 +11,7 @@ from app.callbacks.schemas import CallbackOut
 from app.config import Settings
 from app.kit.errors import NotFound
 from app.kit.models import utcnow
-from app.kit.pagination import decode_cursor, encode_cursor
+from app.kit.pagination import decode_cursor, split_page
 
 _CURSOR_KIND = "c"
 
@@ -46,8 +46,7 @@ async def list_callbacks(
         before_id=decode_cursor(_CURSOR_KIND, cursor) if cursor else None,
         limit=limit + 1,
     )
-    page = list(events[:limit])
-    next_cursor = encode_cursor(_CURSOR_KIND, page[-1].id) if len(events) > limit else None
+    page, next_cursor = split_page(events, kind=_CURSOR_KIND, limit=limit)
     return [CallbackOut.model_validate(event) for event in page], next_cursor
 
 

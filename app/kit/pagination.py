@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from app.kit.errors import DCIBridgeError
 
@@ -29,3 +31,17 @@ def decode_cursor(kind: str, cursor: str) -> int:
         return last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor("Use the `next_cursor` value of a previous page.") from None
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+RowT = TypeVar("RowT", bound=HasId)
+
+
+def split_page(rows: Sequence[RowT], *, kind: str, limit: int) -> tuple[list[RowT], str | None]:
+    """Rows fetched with ``limit + 1``: the page, and a cursor if more follow."""
+    page = list(rows[:limit])
+    return page, encode_cursor(kind, page[-1].id) if len(rows) > limit else None

@@ -12,7 +12,7 @@ from app.auth.models import ApiClient
 from app.config import Settings
 from app.customers.models import Customer
 from app.kit.crypto import SecretBox
-from app.kit.pagination import decode_cursor, encode_cursor
+from app.kit.pagination import decode_cursor, split_page
 from app.orchestration.service import enqueue
 from app.orders import lifecycle
 from app.orders.exceptions import (
@@ -179,8 +179,7 @@ async def list_orders(
         before_id=decode_cursor(_CURSOR_KIND, cursor) if cursor else None,
         limit=limit + 1,
     )
-    page = list(orders[:limit])
-    next_cursor = encode_cursor(_CURSOR_KIND, page[-1].id) if len(orders) > limit else None
+    page, next_cursor = split_page(orders, kind=_CURSOR_KIND, limit=limit)
     return [to_order_out(order) for order in page], next_cursor
 
 
