@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
+from pydantic.config import JsonDict
 
 from app.orders.lifecycle import SuspensionReason
 from app.orders.models import OperationKind, OperationStatus, OrderStatus, StepStatus
@@ -24,7 +25,72 @@ class CustomerIn(_Request):
     name: str = Field(default="", max_length=255, examples=["Jane Doe"])
 
 
+_STEP_EXAMPLE: JsonDict = {
+    "name": "install_os",
+    "status": "succeeded",
+    "attempts": 1,
+    "dci_task_id": 731,
+    "last_error": None,
+    "next_attempt_at": None,
+    "started_at": "2026-11-29T15:40:02Z",
+    "finished_at": "2026-11-29T15:52:40Z",
+}
+_OPERATION_EXAMPLE: JsonDict = {
+    "id": 1,
+    "order_id": 1,
+    "kind": "provision",
+    "status": "succeeded",
+    "params": {"os_template_id": 12, "ssh_keys": []},
+    "attempts": 9,
+    "error_code": None,
+    "error": None,
+    "created_at": "2026-11-29T15:40:00Z",
+    "started_at": "2026-11-29T15:40:00Z",
+    "finished_at": "2026-11-29T15:52:41Z",
+    "steps": [_STEP_EXAMPLE],
+}
+_ORDER_EXAMPLE: JsonDict = {
+    "id": 1,
+    "external_id": "svc-42",
+    "status": "active",
+    "customer": {"external_id": "client-7", "email": "jane@example.com", "name": "Jane Doe"},
+    "configuration": "i9-9900K-64Gb-2x1024NVMe",
+    "os_template_id": 12,
+    "ipv4_count": 2,
+    "hostname": "svc-42.example.com",
+    "server_id": 17,
+    "ip_addresses": ["203.0.113.2", "203.0.113.3"],
+    "suspension_reason": None,
+    "failure_reason": None,
+    "created_at": "2026-11-29T15:40:00Z",
+    "updated_at": "2026-11-29T15:52:41Z",
+    "operations": [_OPERATION_EXAMPLE],
+}
+
+
 class OrderCreate(_Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "external_id": "svc-42",
+                    "customer": {
+                        "external_id": "client-7",
+                        "email": "jane@example.com",
+                        "name": "Jane Doe",
+                    },
+                    "configuration": "i9-9900K-64Gb-2x1024NVMe",
+                    "os_template_id": 1,
+                    "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1 jane@laptop"],
+                    "password": "Initial-Root-Pass-1",
+                    "ipv4_count": 2,
+                    "hostname": "svc-42.example.com",
+                }
+            ]
+        },
+    )
+
     external_id: str = Field(
         min_length=1, max_length=255, description="Billing's service id", examples=["svc-42"]
     )
@@ -65,13 +131,13 @@ class TerminateRequest(_Request):
 
 
 class ReinstallRequest(_Request):
-    os_template_id: int = Field(ge=0)
+    os_template_id: int = Field(ge=0, examples=[2])
     ssh_keys: list[str] = Field(default_factory=list, max_length=32)
     password: SecretStr | None = Field(default=None, min_length=8, max_length=128)
 
 
 class PowerRequest(_Request):
-    action: Literal["on", "off", "reset"]
+    action: Literal["on", "off", "reset"] = Field(examples=["reset"])
 
 
 class StepOut(BaseModel):
@@ -88,7 +154,9 @@ class StepOut(BaseModel):
 
 
 class OperationOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [_OPERATION_EXAMPLE]}
+    )
 
     id: int
     order_id: int
@@ -113,6 +181,8 @@ class CustomerOut(BaseModel):
 
 
 class OrderOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_ORDER_EXAMPLE]})
+
     id: int
     external_id: str
     status: OrderStatus
