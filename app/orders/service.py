@@ -46,13 +46,15 @@ async def create_order(
     secrets: SecretBox,
 ) -> tuple[Order, bool]:
     """The order and whether it is new; billing's retry gets the existing one back."""
+    # DCImanager first, before this request's transaction begins: nothing is held
+    # while it answers.
+    known = await stock.known_configurations()
     repository = OrderRepository(session)
     existing = await repository.get_by_external_id(
         api_client_id=client.id, external_id=data.external_id
     )
     if existing is not None:
         return existing, False
-    known = await stock.known_configurations()
     if known is not None and data.configuration not in known:
         raise UnknownConfiguration(data.configuration, known)
 
