@@ -22,9 +22,11 @@ from app.health.checks import (
 )
 from app.health.endpoints import router as health_router
 from app.health.metrics import router as metrics_router
+from app.idempotency.middleware import IdempotencyMiddleware
 from app.kit.errors import install_error_handlers
 from app.kit.logging import configure_logging
 from app.kit.middleware import RequestContextMiddleware
+from app.kit.openapi import document_idempotency
 from app.orders.endpoints import router as orders_router
 from app.runtime import Runtime, build_runtime, create_embedded_simulator
 from app.stock.endpoints import router as stock_router
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(IdempotencyMiddleware, path_prefix=f"{API_PREFIX}/")
     app.add_middleware(RequestContextMiddleware)
 
     api = APIRouter(prefix=API_PREFIX)
@@ -105,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(health_router)
     app.include_router(metrics_router)
+
+    document_idempotency(app)
 
     app.state.simulator = None
     if settings.simulator_mode:

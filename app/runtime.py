@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+import structlog
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -19,13 +20,17 @@ from app.callbacks.delivery import CallbackDeliverer
 from app.config import Settings
 from app.dci.client import DCIClient, create_dci_client
 from app.dci.completion import ObjectStateStrategy
+from app.idempotency.repository import purge_expired
 from app.kit.crypto import SecretBox
 from app.kit.db import create_engine, create_sessionmaker
+from app.kit.models import utcnow
 from app.orchestration.runner import EngineDeps
 from app.orchestration.worker import Worker
 from app.simulator.app import create_simulator_app
 from app.simulator.inventory import Inventory
 from app.stock.cache import StockCache
+
+log = structlog.get_logger(__name__)
 
 EMBEDDED_SIMULATOR_URL = "http://embedded-simulator"
 
@@ -56,7 +61,17 @@ class Runtime:
             secrets=self.secrets,
             settings=self.settings,
         )
-        return Worker(self.engine_deps(), pollers=[deliverer])
+        return Worker(
+            self.engine_deps(),
+            pollers=[deliverer],
+            housekeeping=[self._purge_idempotency_keys],
+        )
+
+    async def _purge_idempotency_keys(self) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            purged = await purge_expired(session, now=utcnow())
+        if purged:
+            log.info("idempotency.purged", keys=purged)
 
 
 def create_embedded_simulator(settings: Settings) -> tuple[FastAPI, Inventory]:

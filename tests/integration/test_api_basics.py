@@ -183,3 +183,16 @@ def test_readyz_reports_a_schema_behind_the_code(settings: Settings, tmp_path: o
     migrations = response.json()["checks"]["migrations"]
     assert migrations["status"] == "failing"
     assert migrations["applied"] == ["0001"]
+
+
+async def test_openapi_documents_the_idempotency_key_on_authenticated_posts(
+    api: httpx.AsyncClient,
+) -> None:
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    create = paths["/api/v1/orders"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
+    assert {"400", "409", "422"} <= set(create["responses"])
+    for path_item in paths.values():
+        for method, operation in path_item.items():
+            assert operation.get("operationId"), (method, operation)
+            assert operation.get("summary"), (method, operation)
