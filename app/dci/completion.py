@@ -58,8 +58,13 @@ class Completion:
 
 
 class CompletionStrategy(Protocol):
-    async def check(self, *, kind: WorkKind, server_id: int, ref: TaskRef) -> Completion:
-        """One look at the work behind ``ref``; never blocks waiting for it."""
+    async def check(
+        self, *, kind: WorkKind, server_id: int, ref: TaskRef, server: Server | None = None
+    ) -> Completion:
+        """One look at the work behind ``ref``; never blocks waiting for it.
+
+        ``server``: a read of the server the caller has just made, if any.
+        """
         ...
 
 
@@ -73,9 +78,12 @@ class ObjectStateStrategy:
     def __init__(self, client: DCIClient) -> None:
         self._client = client
 
-    async def check(self, *, kind: WorkKind, server_id: int, ref: TaskRef) -> Completion:
+    async def check(
+        self, *, kind: WorkKind, server_id: int, ref: TaskRef, server: Server | None = None
+    ) -> Completion:
         if kind in _OPERATION_KINDS:
-            server = await self._client.get_server(server_id=server_id)
+            if server is None:
+                server = await self._client.get_server(server_id=server_id)
             return _operation_completion(server, ref)
         if kind is WorkKind.IP_ALLOCATION:
             return _allocation_completion(await self._server_ip(server_id, ref.id))

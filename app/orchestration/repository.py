@@ -15,11 +15,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.orchestration.models import WorkerHeartbeat
 from app.orders.models import (
-    LIVE_ORDER_STATUSES,
     Operation,
     OperationStatus,
     OperationStep,
     Order,
+    OrderStatus,
 )
 
 UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
@@ -102,10 +102,15 @@ class QueueRepository:
         return list(result.scalars())
 
     async def servers_claimed_by_live_orders(self, configuration: str) -> set[int]:
+        """Servers our orders hold that DCImanager may still list as free.
+
+        Active and suspended orders' servers have an owner in DCImanager, so it
+        never offers them; only provisioning orders can hold an unowned server.
+        """
         result = await self.session.execute(
             select(Order.dci_server_id).where(
                 Order.configuration == configuration,
-                Order.status.in_(LIVE_ORDER_STATUSES),
+                Order.status == OrderStatus.PROVISIONING,
                 Order.dci_server_id.is_not(None),
             )
         )

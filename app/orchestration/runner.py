@@ -10,10 +10,12 @@ holder reconcile.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -98,6 +100,7 @@ class OperationRunner:
                     self._stopped(ctx)
                     return
                 outcome = await self._execute(ctx)
+                outcome = await self._wait_inline(ctx, outcome)
                 self._crash_point("before_record", ctx.step.name)
                 recorded = await self._record(ctx, outcome)
                 self._crash_point("after_record", ctx.step.name)
@@ -106,6 +109,30 @@ class OperationRunner:
                     return
         finally:
             structlog.contextvars.unbind_contextvars("operation_id", "order_id", "step")
+
+    async def _wait_inline(
+        self, ctx: StepContext, outcome: StepOutcome | _Retry
+    ) -> StepOutcome | _Retry:
+        """Wait for DCImanager here, while the wait is short, instead of parking.
+
+        Parking costs two transactions and a claim for every look at DCImanager;
+        waiting here costs one DCImanager read per look and holds no database
+        connection. What the step learned (its task id) is checkpointed before the
+        first sleep, and the heartbeat keeps the lease, so a crash mid-wait loses
+        nothing: the next holder resumes from the checkpoint.
+        """
+        persisted = _learned(ctx) if ctx.step.result == ctx.result else None
+        while isinstance(outcome, Wait) and outcome.seconds <= self._settings.inline_wait_seconds:
+            if _learned(ctx) != persisted:
+                try:
+                    await self._checkpoint(ctx)
+                except LeaseLost as lost:
+                    return _Retry(str(lost))
+                persisted = _learned(ctx)
+            await asyncio.sleep(outcome.seconds)
+            ctx.now = utcnow()
+            outcome = await self._execute(ctx)
+        return outcome
 
     # -- transaction A ---------------------------------------------------------
 
@@ -251,7 +278,6 @@ class OperationRunner:
                     return None
                 case Wait(seconds=seconds, note=note):
                     step.status = StepStatus.WAITING
-                    step.dci_task_id = step.result.get("task_id", step.dci_task_id)
                     self._park(operation, step, now + timedelta(seconds=seconds))
                     await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
                     log.debug(f"{kind}.step.waiting", note=note)
@@ -434,8 +460,13 @@ class LeaseLost(Exception):
         super().__init__(f"lease on operation {operation_id} lost")
 
 
+def _learned(ctx: StepContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    return dict(ctx.result), dict(ctx.order_updates), dict(ctx.customer_updates)
+
+
 def _apply_updates(ctx: StepContext, order: Order, customer: Customer, step: OperationStep) -> None:
     step.result = dict(ctx.result)
+    step.dci_task_id = ctx.result.get("task_id", step.dci_task_id)
     for name, value in ctx.order_updates.items():
         setattr(order, name, value)
     for name, value in ctx.customer_updates.items():

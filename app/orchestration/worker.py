@@ -113,6 +113,13 @@ class Worker:
             log.exception("worker.claim_failed")
             return
         for operation_id in claimed:
+            if operation_id in self._running:
+                # Still running here: our own lease ran out (a slow database held up
+                # its renewal) and this claim took it again, which only renews it. A
+                # second runner under the same worker id would pass every lease check
+                # and run the same step twice at once (seen: two create_user calls,
+                # the second refused, the order failed).
+                continue
             task = asyncio.create_task(self._run_one(operation_id), name=f"op-{operation_id}")
             self._running[operation_id] = task
 
@@ -124,8 +131,10 @@ class Worker:
         except Exception:  # the lease expires and the operation is retried elsewhere
             log.exception("worker.operation_crashed", operation_id=operation_id)
         finally:
+            was_full = len(self._running) >= self._settings.max_concurrent_operations
             self._running.pop(operation_id, None)
-            self._wake.set()
+            if was_full:  # a slot opened while runnable work may be waiting for one
+                self._wake.set()
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -145,7 +145,7 @@ async def _long_operation(
         ctx.remember(task_id=task_id)
         return Wait(ctx.settings.task_poll_seconds, f"{what}: started (task {task_id})")
     completion = await ctx.completion.check(
-        kind=kind, server_id=server.id, ref=TaskRef(id=server.id, task=int(task_id))
+        kind=kind, server_id=server.id, ref=TaskRef(id=server.id, task=int(task_id)), server=server
     )
     if completion.status is CompletionStatus.OK:
         return Done(f"{what}: finished")
