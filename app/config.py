@@ -59,7 +59,11 @@ class Settings(BaseSettings):
     run_worker: bool = True
 
     # Orchestration (the worker)
-    max_concurrent_operations: int = Field(default=50, ge=1)
+    # Operations waiting on DCImanager count too, and cost only a coroutine each.
+    max_concurrent_operations: int = Field(default=500, ge=1)
+    # Waits up to this long happen in the worker (no database work per look);
+    # longer ones park the step in the database and free the worker.
+    inline_wait_seconds: float = Field(default=10.0, ge=0)
     worker_poll_seconds: float = Field(default=0.2, gt=0)
     lease_seconds: float = Field(default=30.0, ge=3)
     worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
@@ -102,6 +106,18 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=5, ge=1)
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=600.0, gt=0)
+
+    # Admin dashboard
+    # A session unused this long is signed out; none outlives the maximum either.
+    admin_session_idle_seconds: float = Field(default=1_800.0, ge=60)
+    admin_session_max_seconds: float = Field(default=43_200.0, ge=60)
+    # An unfinished operation none of whose steps changed for this long is "stuck".
+    admin_stuck_after_seconds: float = Field(default=600.0, gt=0)
+    # Failed sign-ins tolerated per username and per client address within the window.
+    admin_login_max_failures: int = Field(default=5, ge=1)
+    admin_login_window_seconds: float = Field(default=300.0, gt=0)
+    # Only behind a reverse proxy that sets them: believe X-Forwarded-Proto/-For.
+    admin_trust_proxy_headers: bool = False
 
     # For crash-safety tests only: "before_record:STEP", "after_record:STEP" or
     # "after_settle:KIND" makes the worker SIGKILL itself at that point.

@@ -1,0 +1,1 @@
+"""Payment webhooks: Stripe and Standard Webhooks senders suspend, restore and end orders."""
