@@ -28,6 +28,10 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## Run the benchmarks against the simulator; results in bench/results/.
+bench: $(DEV_STAMP)
+	$(BIN)/python -m bench.provision $(BENCH_ARGS)
+
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
