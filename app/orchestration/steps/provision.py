@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from http import HTTPStatus
 
 from pydantic import SecretStr
 
+from app.dci.exceptions import DCIRequestError
 from app.orchestration.context import StepContext
 from app.orchestration.outcomes import Done, Fail, Rewind, StepOutcome, Wait
 from app.orchestration.steps.guards import owned_by_customer
@@ -22,11 +24,17 @@ async def ensure_user(ctx: StepContext) -> StepOutcome:
     if user is None:
         # The customer never logs in with this password (it is not stored): DCImanager
         # needs one, and the OS password is set separately at install time.
-        await ctx.dci.create_user(
-            email=ctx.customer.email,
-            password=SecretStr(secrets.token_urlsafe(24)),
-            full_name=ctx.customer.name or None,
-        )
+        try:
+            await ctx.dci.create_user(
+                email=ctx.customer.email,
+                password=SecretStr(secrets.token_urlsafe(24)),
+                full_name=ctx.customer.name or None,
+            )
+        except DCIRequestError as refused:
+            # 409: created meanwhile (by another order of this customer, or by hand);
+            # the lookup below finds it. Anything else is a real refusal.
+            if refused.status != HTTPStatus.CONFLICT:
+                raise
         user = await ctx.dci.find_user_by_email(email=ctx.customer.email)
         if user is None:
             return Wait(ctx.settings.task_poll_seconds, "user created but not listed yet")
