@@ -99,3 +99,13 @@ async def test_ping_checks_the_dcimanager_login(bridge: Bridge) -> None:
     down = await bridge.api.get("/api/v1/ping")
     assert down.status_code == 503
     assert down.json()["type"] == problem_type("dcimanager_unavailable")
+
+
+async def test_readyz_names_dcimanager_when_it_is_down(bridge: Bridge) -> None:
+    await bridge.sim_faults(down=True)
+    response = await bridge.api.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["dcimanager"]["status"] == "failing"
+    assert checks["database"]["status"] == "ok"
+    assert checks["worker"]["status"] == "ok"
