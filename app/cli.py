@@ -30,6 +30,8 @@ cli = typer.Typer(
 )
 api_key_cli = typer.Typer(help="Issue, list and revoke API keys for billing platforms.")
 cli.add_typer(api_key_cli, name="api-key")
+admin_cli = typer.Typer(help="Accounts for the operator dashboard at /admin.")
+cli.add_typer(admin_cli, name="admin")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -229,6 +231,42 @@ def api_key_revoke(
     _prepare_database(settings)
     _with_session(settings, lambda session: api_keys.revoke_client(session, name=name))
     typer.echo(f"API key for {name!r} revoked")
+
+
+@admin_cli.command("create-user")
+def admin_create_user(
+    username: Annotated[str, typer.Option(help="The name to sign in with.")],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from standard input instead of asking."
+        ),
+    ] = False,
+) -> None:
+    """Create a dashboard account. The password is asked twice (or read from stdin)."""
+    import sys
+
+    from app.admin import service as admin
+    from app.admin.security import WeakPassword, check_password_policy
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password_policy(password)
+    except WeakPassword as weak:
+        raise _fail(str(weak)) from None
+    settings = _settings()
+    _prepare_database(settings)
+    try:
+        user = _with_session(
+            settings,
+            lambda session: admin.create_user(session, username=username, password=password),
+        )
+    except admin.InvalidUsername as invalid:
+        raise _fail(str(invalid)) from None
+    typer.echo(f"admin user {user.username!r} created; sign in at /admin")
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import APIRouter, FastAPI
 
+from app.admin.endpoints import router as admin_router
 from app.auth.endpoints import router as auth_router
 from app.callbacks.endpoints import router as callbacks_router
 from app.config import Settings, load_settings
@@ -30,6 +31,7 @@ from app.kit.openapi import document_idempotency
 from app.orders.endpoints import router as orders_router
 from app.runtime import Runtime, build_runtime, create_embedded_simulator
 from app.stock.endpoints import router as stock_router
+from app.webhooks.endpoints import router as webhooks_router
 
 log = structlog.get_logger(__name__)
 
@@ -105,9 +107,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(orders_router)
     api.include_router(callbacks_router)
     api.include_router(stock_router)
+    api.include_router(webhooks_router)
     app.include_router(api)
     app.include_router(health_router)
     app.include_router(metrics_router)
+    app.include_router(admin_router)
 
     document_idempotency(app)
 

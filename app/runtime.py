@@ -29,6 +29,7 @@ from app.orchestration.worker import Worker
 from app.simulator.app import create_simulator_app
 from app.simulator.inventory import Inventory
 from app.stock.cache import StockCache
+from app.webhooks.processor import WebhookProcessor
 
 log = structlog.get_logger(__name__)
 
@@ -61,9 +62,12 @@ class Runtime:
             secrets=self.secrets,
             settings=self.settings,
         )
+        inbox = WebhookProcessor(
+            sessionmaker=self.sessionmaker, settings=self.settings, secrets=self.secrets
+        )
         return Worker(
             self.engine_deps(),
-            pollers=[deliverer],
+            pollers=[deliverer, inbox],
             housekeeping=[self._purge_idempotency_keys],
         )
 

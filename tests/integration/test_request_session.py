@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.types import Message, Receive, Scope, Send
 
 from app.auth.models import ApiClient
@@ -14,12 +14,17 @@ from app.main import create_app
 from tests.support.live_server import live_server
 
 
-async def _clients_named(engine: AsyncEngine, name: str) -> int:
-    async with engine.connect() as connection:
-        count = await connection.scalar(
-            select(func.count()).select_from(ApiClient).where(ApiClient.name == name)
-        )
-        await connection.rollback()
+async def _clients_named(url: str, name: str) -> int:
+    # An engine of its own: this runs on the server thread's event loop, and a
+    # driver connection must never cross event loops.
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            count = await connection.scalar(
+                select(func.count()).select_from(ApiClient).where(ApiClient.name == name)
+            )
+    finally:
+        await engine.dispose()
     return int(count or 0)
 
 
@@ -43,7 +48,9 @@ async def test_commit_happens_before_the_response_is_sent(
     async def observe(scope: Scope, receive: Receive, send: Send) -> None:
         async def watching_send(message: Message) -> None:
             if message["type"] == "http.response.start" and scope["path"] == "/test/write":
-                seen_at_response_start.append(await _clients_named(db_engine, "committed-first"))
+                seen_at_response_start.append(
+                    await _clients_named(settings.database_url, "committed-first")
+                )
             await send(message)
 
         await app(scope, receive, watching_send)
@@ -54,4 +61,4 @@ async def test_commit_happens_before_the_response_is_sent(
             assert (await client.post("/test/write-then-fail")).status_code == 500
 
     assert seen_at_response_start == [1]
-    assert await _clients_named(db_engine, "rolled-back") == 0
+    assert await _clients_named(settings.database_url, "rolled-back") == 0
