@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.config import Settings
 from app.kit.models import utcnow
-from app.kit.pagination import decode_cursor, encode_cursor
+from app.kit.pagination import decode_cursor, split_page
 from app.webhooks import stripe
 from app.webhooks.exceptions import (
     InvalidEvent,
@@ -222,8 +222,7 @@ async def list_events(
         before_id=decode_cursor(_CURSOR_KIND, cursor) if cursor else None,
         limit=limit + 1,
     )
-    page = list(events[:limit])
-    next_cursor = encode_cursor(_CURSOR_KIND, page[-1].id) if len(events) > limit else None
+    page, next_cursor = split_page(events, kind=_CURSOR_KIND, limit=limit)
     return [WebhookEventOut.model_validate(event) for event in page], next_cursor
 
 
