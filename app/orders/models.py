@@ -72,7 +72,6 @@ class StepStatus(enum.StrEnum):
     COMPENSATED = "compensated"
 
 
-LIVE_ORDER_STATUSES = (OrderStatus.PROVISIONING, OrderStatus.ACTIVE, OrderStatus.SUSPENDED)
 _LIVE_ORDER_SQL = "status IN ('provisioning', 'active', 'suspended') AND dci_server_id IS NOT NULL"
 
 

@@ -196,13 +196,6 @@ async def get_operation(
     return OperationOut.model_validate(operation)
 
 
-async def operation_out(session: AsyncSession, operation_id: int) -> OperationOut:
-    operation = await session.get(Operation, operation_id)
-    assert operation is not None
-    await session.refresh(operation, ["steps"])
-    return OperationOut.model_validate(operation)
-
-
 def to_order_out(order: Order) -> OrderOut:
     return OrderOut(
         id=order.id,
