@@ -71,7 +71,14 @@ class Settings(BaseSettings):
     step_max_attempts: int = Field(default=10, ge=1)
     step_retry_base_seconds: float = Field(default=1.0, gt=0)
     step_retry_max_seconds: float = Field(default=60.0, gt=0)
+    # Looks at a running DCImanager operation (install, wipe, IPs) start every
+    # task_poll_min_seconds and spread out as the wait grows: the next look comes
+    # after task_poll_growth of the time already waited, at most task_poll_seconds
+    # later. Finishing is noticed within that share of the wait, for a number of
+    # looks that grows only with the logarithm of its length.
     task_poll_seconds: float = Field(default=5.0, gt=0)
+    task_poll_min_seconds: float = Field(default=0.5, gt=0)
+    task_poll_growth: float = Field(default=0.1, ge=0)
     task_timeout_seconds: float = Field(default=7200.0, gt=0)
     stock_cache_seconds: float = Field(default=5.0, ge=0)
     wait_for_stock: bool = False

@@ -15,7 +15,7 @@ from app.kit.crypto import SecretBox
 from app.orders.models import Operation, OperationStep, Order
 
 Checkpoint = Callable[["StepContext"], Awaitable[None]]
-ClaimServer = Callable[[int], Awaitable[bool]]
+ClaimServer = Callable[[list[int]], Awaitable[int | None]]
 ClaimedServers = Callable[[], Awaitable[set[int]]]
 
 
@@ -79,19 +79,28 @@ class StepContext:
     async def checkpoint(self) -> None:
         await self.checkpoint_fn(self)
 
-    async def claim_server(self, server_id: int) -> bool:
-        """Take ``server_id`` for this order in the database; False if another order holds it."""
-        claimed = await self.claim_server_fn(server_id)
-        if claimed:
-            self.order_updates["dci_server_id"] = server_id
+    async def claim_one_of(self, server_ids: list[int]) -> int | None:
+        """Take the first of ``server_ids`` no other live order holds; None if all are held."""
+        claimed = await self.claim_server_fn(server_ids)
+        if claimed is not None:
+            self.order_updates["dci_server_id"] = claimed
         return claimed
 
-    async def servers_claimed_by_live_orders(self) -> set[int]:
+    async def servers_awaiting_owner(self) -> set[int]:
+        """Servers our orders claimed whose owner DCImanager may not show yet."""
         return await self.claimed_servers_fn()
 
     def customer_password(self) -> str | None:
         ciphertext = self.operation.secret_ciphertext
         return self.secrets.decrypt(ciphertext) if ciphertext else None
+
+    def poll_after(self) -> float:
+        """Seconds until the next look at DCImanager work this step waits for."""
+        settings = self.settings
+        started = self.step.started_at
+        waited = (self.now - started).total_seconds() if started is not None else 0.0
+        spread = max(settings.task_poll_min_seconds, waited * settings.task_poll_growth)
+        return min(settings.task_poll_seconds, spread)
 
     def waited_too_long(self) -> bool:
         started = self.step.started_at

@@ -16,13 +16,17 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.orchestration.models import WorkerHeartbeat
 from app.orders.models import (
     Operation,
+    OperationKind,
     OperationStatus,
     OperationStep,
     Order,
     OrderStatus,
+    StepStatus,
 )
 
 UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+# Orders that hold their server (the statuses of the unique index's predicate).
+LIVE_STATUSES = (OrderStatus.PROVISIONING, OrderStatus.ACTIVE, OrderStatus.SUSPENDED)
 
 
 def _runnable(now: datetime) -> list[ColumnElement[bool]]:
@@ -73,13 +77,23 @@ class QueueRepository:
     async def renew(
         self, *, operation_id: int, worker_id: str, now: datetime, lease: timedelta
     ) -> bool:
+        return bool(
+            await self.renew_all(
+                operation_ids=[operation_id], worker_id=worker_id, now=now, lease=lease
+            )
+        )
+
+    async def renew_all(
+        self, *, operation_ids: Sequence[int], worker_id: str, now: datetime, lease: timedelta
+    ) -> int:
+        """Extend the leases ``worker_id`` still holds among ``operation_ids``; how many."""
         result = await self.session.execute(
             update(Operation)
-            .where(Operation.id == operation_id, Operation.lease_owner == worker_id)
+            .where(Operation.id.in_(operation_ids), Operation.lease_owner == worker_id)
             .values(lease_expires_at=now + lease)
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def release(self, *, operation_ids: Sequence[int], worker_id: str) -> None:
         await self.session.execute(
@@ -101,34 +115,60 @@ class QueueRepository:
         )
         return list(result.scalars())
 
-    async def servers_claimed_by_live_orders(self, configuration: str) -> set[int]:
-        """Servers our orders hold that DCImanager may still list as free.
+    async def servers_awaiting_owner(self, configuration: str) -> set[int]:
+        """Servers our orders claimed that DCImanager may still list as free.
 
-        Active and suspended orders' servers have an owner in DCImanager, so it
-        never offers them; only provisioning orders can hold an unowned server.
+        Once a provision's ``set_owner`` step succeeded, DCImanager shows the owner
+        and never offers the server again; only the claims before that (usually a
+        handful, however many orders are in flight) can appear among its free ones.
         """
+        set_owner = aliased(OperationStep)
         result = await self.session.execute(
-            select(Order.dci_server_id).where(
+            select(Order.dci_server_id)
+            .join(Operation, Operation.order_id == Order.id)
+            .join(set_owner, set_owner.operation_id == Operation.id)
+            .where(
                 Order.configuration == configuration,
                 Order.status == OrderStatus.PROVISIONING,
                 Order.dci_server_id.is_not(None),
+                Operation.kind == OperationKind.PROVISION,
+                Operation.status.in_(UNFINISHED),
+                set_owner.name == "set_owner",
+                set_owner.status != StepStatus.SUCCEEDED,
             )
         )
         return {server_id for server_id in result.scalars() if server_id is not None}
 
-    async def claim_server(self, *, order_id: int, server_id: int) -> bool:
-        """Point the order at the server unless a live order holds it (unique index)."""
-        try:
-            async with self.session.begin_nested():
-                result = await self.session.execute(
-                    update(Order)
-                    .where(Order.id == order_id, Order.dci_server_id.is_(None))
-                    .values(dci_server_id=server_id)
-                    .execution_options(synchronize_session=False)
+    async def claim_one_of(self, *, order_id: int, server_ids: Sequence[int]) -> int | None:
+        """Point the order at the first of ``server_ids`` no live order holds.
+
+        Servers live orders already hold are skipped in one query; the unique index
+        still decides a race with a concurrent claimer (PostgreSQL), whose loser
+        moves on to the next candidate inside this same transaction.
+        """
+        held = set(
+            (
+                await self.session.execute(
+                    select(Order.dci_server_id).where(
+                        Order.dci_server_id.in_(server_ids),
+                        Order.status.in_(LIVE_STATUSES),
+                    )
                 )
-        except IntegrityError:
-            return False
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+            ).scalars()
+        )
+        for server_id in (candidate for candidate in server_ids if candidate not in held):
+            try:
+                async with self.session.begin_nested():
+                    result = await self.session.execute(
+                        update(Order)
+                        .where(Order.id == order_id, Order.dci_server_id.is_(None))
+                        .values(dci_server_id=server_id)
+                        .execution_options(synchronize_session=False)
+                    )
+            except IntegrityError:
+                continue
+            return server_id if result.rowcount else None  # type: ignore[attr-defined]
+        return None
 
     async def beat(self, heartbeat: WorkerHeartbeat) -> None:
         values = {

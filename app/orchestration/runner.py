@@ -94,19 +94,15 @@ class OperationRunner:
     async def run(self, operation_id: int) -> None:
         structlog.contextvars.bind_contextvars(operation_id=operation_id)
         try:
-            while True:
-                ctx = await self._begin_step(operation_id)
-                if isinstance(ctx, _Stop):
-                    self._stopped(ctx)
-                    return
+            ctx = await self._begin_step(operation_id)
+            while not isinstance(ctx, _Stop):
                 outcome = await self._execute(ctx)
                 outcome = await self._wait_inline(ctx, outcome)
                 self._crash_point("before_record", ctx.step.name)
-                recorded = await self._record(ctx, outcome)
-                self._crash_point("after_record", ctx.step.name)
-                if isinstance(recorded, _Stop):
-                    self._stopped(recorded)
-                    return
+                step_name = ctx.step.name
+                ctx = await self._record(ctx, outcome)
+                self._crash_point("after_record", step_name)
+            self._stopped(ctx)
         finally:
             structlog.contextvars.unbind_contextvars("operation_id", "order_id", "step")
 
@@ -141,8 +137,7 @@ class OperationRunner:
             self._crash_point("after_settle", stop.settled.value)
 
     async def _begin_step(self, operation_id: int) -> StepContext | _Stop:
-        deps = self._deps
-        async with deps.sessionmaker() as session, session.begin():
+        async with self._deps.sessionmaker() as session, session.begin():
             queue = QueueRepository(session)
             now = utcnow()
             if not await queue.renew(
@@ -159,37 +154,56 @@ class OperationRunner:
             assert customer is not None
             structlog.contextvars.bind_contextvars(order_id=order.id)
             steps = await queue.steps(operation_id)
+            return await self._next_step(session, operation, order, customer, steps, now)
 
-            if operation.status is OperationStatus.QUEUED:
-                try:
-                    lifecycle.apply(lifecycle.state_of(order), operation.kind, operation.params)
-                except lifecycle.TransitionRefused as refused:
-                    await self._settle_failed(
-                        session, operation, order, steps, now, "invalid_order_state", refused.reason
-                    )
-                    await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
-                    return _Stop(settled=operation.kind)
-                operation.status = OperationStatus.RUNNING
-                operation.started_at = now
-                log.info(f"{operation.kind.value}.started")
+    async def _next_step(
+        self,
+        session: AsyncSession,
+        operation: Operation,
+        order: Order,
+        customer: Customer,
+        steps: list[OperationStep],
+        now: datetime,
+    ) -> StepContext | _Stop:
+        """Mark the operation's next step running, or settle the operation.
 
-            step = next((s for s in steps if s.status not in _SETTLED_STEPS), None)
-            if step is None:
-                await self._settle(session, operation, order, steps, now)
-                await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
+        Runs inside the transaction that read (or just wrote) these rows, so moving
+        on from one step to the next costs no transaction of its own.
+        """
+        queue = QueueRepository(session)
+        if operation.status is OperationStatus.QUEUED:
+            try:
+                lifecycle.apply(lifecycle.state_of(order), operation.kind, operation.params)
+            except lifecycle.TransitionRefused as refused:
+                await self._settle_failed(
+                    session, operation, order, steps, now, "invalid_order_state", refused.reason
+                )
+                await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
                 return _Stop(settled=operation.kind)
-            if step.next_attempt_at is not None and step.next_attempt_at > now:
-                operation.next_run_at = step.next_attempt_at
-                await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
-                return _LEAVE
-            if step.status is not StepStatus.WAITING:
-                step.attempts += 1
-                operation.attempts += 1
-            step.status = StepStatus.RUNNING
-            step.started_at = step.started_at or now
-            step.next_attempt_at = None
-            operation.next_run_at = None
+            operation.status = OperationStatus.RUNNING
+            operation.started_at = now
+            log.info(f"{operation.kind.value}.started")
 
+        step = next((s for s in steps if s.status not in _SETTLED_STEPS), None)
+        if step is None:
+            await self._settle(session, operation, order, steps, now)
+            await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+            return _Stop(settled=operation.kind)
+        if step.next_attempt_at is not None and step.next_attempt_at > now:
+            operation.next_run_at = step.next_attempt_at
+            await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+            return _LEAVE
+        if step.status is not StepStatus.WAITING:
+            step.attempts += 1
+            operation.attempts += 1
+        step.status = StepStatus.RUNNING
+        step.started_at = step.started_at or now
+        step.next_attempt_at = None
+        operation.next_run_at = None
+        # Flushed now so the context's snapshot carries the database's values
+        # (server defaults, new steps' ids) before the session closes.
+        await session.flush()
+        deps = self._deps
         return StepContext(
             settings=self._settings,
             dci=deps.dci,
@@ -201,7 +215,7 @@ class OperationRunner:
             step=step,
             now=now,
             checkpoint_fn=self._checkpoint,
-            claim_server_fn=lambda server_id: self._claim_server(operation.id, order.id, server_id),
+            claim_server_fn=lambda ids: self._claim_server(operation.id, order.id, ids),
             claimed_servers_fn=lambda: self._claimed_servers(order.configuration),
         )
 
@@ -231,8 +245,8 @@ class OperationRunner:
 
     # -- transaction B -----------------------------------------------------------
 
-    async def _record(self, ctx: StepContext, outcome: StepOutcome | _Retry) -> _Stop | None:
-        """Write the step's outcome; None when the runner should go on with the next step."""
+    async def _record(self, ctx: StepContext, outcome: StepOutcome | _Retry) -> StepContext | _Stop:
+        """Write the step's outcome and, in the same transaction, begin the next step."""
         deps = self._deps
         kind = ctx.operation.kind.value
         async with deps.sessionmaker() as session, session.begin():
@@ -275,7 +289,6 @@ class OperationRunner:
                     step.finished_at = now
                     step.last_error = None
                     log.info(f"{kind}.step.completed", note=note)
-                    return None
                 case Wait(seconds=seconds, note=note):
                     step.status = StepStatus.WAITING
                     self._park(operation, step, now + timedelta(seconds=seconds))
@@ -285,18 +298,21 @@ class OperationRunner:
                 case Rewind(to_step=to_step, reason=reason):
                     _rewind(steps, to_step, reason)
                     log.warning(f"{kind}.step.rewound", to_step=to_step, reason=reason)
-                    return None
                 case Fail(code=code, reason=reason):
                     step.status = StepStatus.FAILED
                     step.finished_at = now
                     step.last_error = reason
                     log.error(f"{kind}.step.failed", code=code, reason=reason)
-                    if self._start_compensation(session, operation, order, steps, code, reason):
-                        return None
-                    await self._settle_failed(session, operation, order, steps, now, code, reason)
-                    await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
-                    return _Stop(settled=operation.kind)
-        raise AssertionError(f"unhandled step outcome {outcome!r}")  # pragma: no cover
+                    if not self._start_compensation(session, operation, order, steps, code, reason):
+                        await self._settle_failed(
+                            session, operation, order, steps, now, code, reason
+                        )
+                        await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+                        return _Stop(settled=operation.kind)
+                    # Compensation steps were added: read them back in position order.
+                    await session.flush()
+                    steps = await queue.steps(operation.id)
+            return await self._next_step(session, operation, order, customer, steps, now)
 
     async def _load(
         self, session: AsyncSession, ctx: StepContext
@@ -322,7 +338,9 @@ class OperationRunner:
             step = next(s for s in steps if s.id == ctx.step.id)
             _apply_updates(ctx, order, customer, step)
 
-    async def _claim_server(self, operation_id: int, order_id: int, server_id: int) -> bool:
+    async def _claim_server(
+        self, operation_id: int, order_id: int, server_ids: list[int]
+    ) -> int | None:
         async with self._deps.sessionmaker() as session, session.begin():
             queue = QueueRepository(session)
             # Like every other write, only under a lease we still hold, renewed in the
@@ -337,11 +355,11 @@ class OperationRunner:
                 lease=self._lease,
             ):
                 raise LeaseLost(operation_id)
-            return await queue.claim_server(order_id=order_id, server_id=server_id)
+            return await queue.claim_one_of(order_id=order_id, server_ids=server_ids)
 
     async def _claimed_servers(self, configuration: str) -> set[int]:
         async with self._deps.sessionmaker() as session:
-            return await QueueRepository(session).servers_claimed_by_live_orders(configuration)
+            return await QueueRepository(session).servers_awaiting_owner(configuration)
 
     # -- settling ----------------------------------------------------------------
 

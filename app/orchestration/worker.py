@@ -152,9 +152,9 @@ class Worker:
                             running_operations=len(self._running),
                         )
                     )
-                    for operation_id in list(self._running):
-                        await queue.renew(
-                            operation_id=operation_id,
+                    if self._running:
+                        await queue.renew_all(
+                            operation_ids=list(self._running),
                             worker_id=self.id,
                             now=now,
                             lease=timedelta(seconds=self._settings.lease_seconds),

@@ -141,6 +141,10 @@ async def test_provision_survives_a_worker_killed_at(
     await _expire_leases_of(db_engine, crashing)
     recovering = workers.start()
     order = await _settled(bridge, order["id"])
+    # The crash may have come after the operation settled (its last step's record
+    # settles it); stop the recovering worker only once it is up, so that it shuts
+    # down gracefully rather than dying of SIGTERM during start-up.
+    await recovering.wait_for_event("worker.started")
     assert await recovering.stop() == 0, recovering.tail()
 
     operation = order["operations"][0]
@@ -199,6 +203,10 @@ async def test_terminate_survives_a_worker_killed_at(
     await _expire_leases_of(db_engine, crashing)
     recovering = workers.start()
     order = await _settled(bridge, order["id"])
+    # The crash may have come after the operation settled (its last step's record
+    # settles it); stop the recovering worker only once it is up, so that it shuts
+    # down gracefully rather than dying of SIGTERM during start-up.
+    await recovering.wait_for_event("worker.started")
     assert await recovering.stop() == 0, recovering.tail()
 
     terminate = order["operations"][-1]
@@ -246,6 +254,10 @@ async def test_a_dead_workers_lease_runs_out_on_its_own(
 
     recovering = workers.start()
     order = await _settled(bridge, order["id"])
+    # The crash may have come after the operation settled (its last step's record
+    # settles it); stop the recovering worker only once it is up, so that it shuts
+    # down gracefully rather than dying of SIGTERM during start-up.
+    await recovering.wait_for_event("worker.started")
     assert await recovering.stop() == 0, recovering.tail()
     assert order["status"] == "active", _explain(order, recovering)
     completed = [

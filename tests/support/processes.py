@@ -117,6 +117,14 @@ class ManagedProcess:
                 events.append(event)
         return events
 
+    async def wait_for_event(self, event: str, *, timeout: float = 30.0) -> None:
+        """Wait until the process has logged ``event`` (e.g. ``worker.started``)."""
+        deadline = time.monotonic() + timeout
+        while not any(logged.get("event") == event for logged in self.log_events()):
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} never logged {event}:\n{self.tail()}")
+            await asyncio.sleep(0.05)
+
     async def wait_exit(self, *, timeout: float) -> int:
         """Wait (without blocking the event loop) for the process to end; its exit code."""
         deadline = time.monotonic() + timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 from http import HTTPStatus
 
@@ -12,7 +13,7 @@ from app.orchestration.context import StepContext
 from app.orchestration.outcomes import Done, Fail, Rewind, StepOutcome, Wait
 from app.orchestration.steps.guards import owned_by_customer
 
-# How many free servers to consider beyond the ones our own live orders hold.
+# How many free servers to consider beyond the ones our own orders are about to own.
 _CANDIDATE_MARGIN = 10
 _LOST_RACE_RETRY_SECONDS = 0.2
 
@@ -37,7 +38,7 @@ async def ensure_user(ctx: StepContext) -> StepOutcome:
                 raise
         user = await ctx.dci.find_user_by_email(email=ctx.customer.email)
         if user is None:
-            return Wait(ctx.settings.task_poll_seconds, "user created but not listed yet")
+            return Wait(ctx.poll_after(), "user created but not listed yet")
     ctx.update_customer(dci_user_id=user.id)
     return Done(f"DCImanager user {user.id}")
 
@@ -45,15 +46,18 @@ async def ensure_user(ctx: StepContext) -> StepOutcome:
 async def claim_server(ctx: StepContext) -> StepOutcome:
     if ctx.order.dci_server_id is not None:
         return Done(f"server {ctx.order.dci_server_id} already claimed")
-    claimed = await ctx.servers_claimed_by_live_orders()
-    wanted = len(claimed) + _CANDIDATE_MARGIN
+    awaiting_owner = await ctx.servers_awaiting_owner()
+    wanted = len(awaiting_owner) + _CANDIDATE_MARGIN
     candidates = await ctx.dci.find_free_servers(
         configuration=ctx.order.configuration, limit=wanted
     )
-    unclaimed = [server for server in candidates if server.id not in claimed]
-    for server in unclaimed:
-        if await ctx.claim_server(server.id):
-            return Done(f"claimed server {server.id}")
+    unclaimed = [server.id for server in candidates if server.id not in awaiting_owner]
+    # Orders claiming at the same moment see the same candidates; each tries them
+    # in its own order, so they rarely collide on one.
+    random.shuffle(unclaimed)
+    claimed = await ctx.claim_one_of(unclaimed) if unclaimed else None
+    if claimed is not None:
+        return Done(f"claimed server {claimed}")
     if unclaimed or len(candidates) >= wanted:
         # Other orders took the candidates between our read and our claim; free
         # servers remain, so this is a lost race, not an empty shelf.

@@ -40,12 +40,12 @@ async def _converge(
     if ctx.result.get("requested"):
         if ctx.waited_too_long():
             return Fail("dci_timeout", f"{what}: DCImanager did not get there in time")
-        return Wait(ctx.settings.task_poll_seconds, f"{what}: waiting for DCImanager")
+        return Wait(ctx.poll_after(), f"{what}: waiting for DCImanager")
     await act(server.id)
     ctx.remember(requested=True)
     if reached(await ctx.dci.get_server(server_id=server.id)):
         return Done(what)
-    return Wait(ctx.settings.task_poll_seconds, f"{what}: requested")
+    return Wait(ctx.poll_after(), f"{what}: requested")
 
 
 def _converging_step(
@@ -143,7 +143,7 @@ async def _long_operation(
             if task_id is None:
                 return Fail("dci_protocol", f"{what}: DCImanager gave no task id")
         ctx.remember(task_id=task_id)
-        return Wait(ctx.settings.task_poll_seconds, f"{what}: started (task {task_id})")
+        return Wait(ctx.poll_after(), f"{what}: started (task {task_id})")
     completion = await ctx.completion.check(
         kind=kind, server_id=server.id, ref=TaskRef(id=server.id, task=int(task_id)), server=server
     )
@@ -153,7 +153,7 @@ async def _long_operation(
         return Fail(f"{kind.value}_failed", f"{what}: {completion.detail}")
     if ctx.waited_too_long():
         return Fail("dci_timeout", f"{what}: still not finished ({completion.detail})")
-    return Wait(ctx.settings.task_poll_seconds, f"{what}: {completion.detail}")
+    return Wait(ctx.poll_after(), f"{what}: {completion.detail}")
 
 
 async def install_os(ctx: StepContext) -> StepOutcome:
@@ -194,7 +194,7 @@ async def allocate_ips(ctx: StepContext) -> StepOutcome:
     if missing > 0 or any(ip.status != "active" for ip in usable):
         if ctx.waited_too_long():
             return Fail("dci_timeout", "IP allocation did not finish in time")
-        return Wait(ctx.settings.task_poll_seconds, f"{len(usable)} of {ctx.order.ipv4_count} IPs")
+        return Wait(ctx.poll_after(), f"{len(usable)} of {ctx.order.ipv4_count} IPs")
     ctx.update_order(ip_addresses=sorted(ip.name or "" for ip in usable))
     return Done(f"{len(usable)} IPv4 addresses active")
 
@@ -215,7 +215,7 @@ async def remove_ips(ctx: StepContext) -> StepOutcome:
             ctx.remember(removal_requested=requested)
     if ctx.waited_too_long():
         return Fail("dci_timeout", "IP removal did not finish in time")
-    return Wait(ctx.settings.task_poll_seconds, f"removing {len(addresses)} addresses")
+    return Wait(ctx.poll_after(), f"removing {len(addresses)} addresses")
 
 
 async def release_owner(ctx: StepContext) -> StepOutcome:
