@@ -77,20 +77,21 @@ class QueueRepository:
     async def renew(
         self, *, operation_id: int, worker_id: str, now: datetime, lease: timedelta
     ) -> bool:
-        return bool(
-            await self.renew_all(
-                operation_ids=[operation_id], worker_id=worker_id, now=now, lease=lease
-            )
-        )
+        return bool(await self._extend(Operation.id == operation_id, worker_id, now + lease))
 
     async def renew_all(
         self, *, operation_ids: Sequence[int], worker_id: str, now: datetime, lease: timedelta
     ) -> int:
         """Extend the leases ``worker_id`` still holds among ``operation_ids``; how many."""
+        return await self._extend(Operation.id.in_(operation_ids), worker_id, now + lease)
+
+    async def _extend(
+        self, which: ColumnElement[bool], worker_id: str, expires_at: datetime
+    ) -> int:
         result = await self.session.execute(
             update(Operation)
-            .where(Operation.id.in_(operation_ids), Operation.lease_owner == worker_id)
-            .values(lease_expires_at=now + lease)
+            .where(which, Operation.lease_owner == worker_id)
+            .values(lease_expires_at=expires_at)
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
