@@ -30,12 +30,21 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Execution option of a session that only reads (``ReadSessionDep``).
+READ_ONLY = "dcibridge_read_only"
+
+
 def _begin_immediately(connection: Any) -> None:
     # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY)
     # when another connection wrote in between; taking the write lock up front makes
     # concurrent transactions queue on busy_timeout instead. It also gives SQLite
-    # working SAVEPOINTs under SQLAlchemy.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # working SAVEPOINTs under SQLAlchemy. A transaction that only reads never
+    # upgrades, so it stays deferred: under WAL it runs beside the writer instead
+    # of queueing for the write lock with every other request.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -70,6 +79,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request for handlers that only read; it is never committed."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        await session.connection(execution_options={READ_ONLY: True})
+        yield session
+
+
 # "function" scope: the commit happens when the handler returns, before the response
 # is sent, so a client never sees 2xx for work that was not durably recorded.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

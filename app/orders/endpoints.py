@@ -6,10 +6,10 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response, status
 from pydantic import SecretStr
 
-from app.auth.dependencies import require_scope
+from app.auth.dependencies import require_scope, require_scope_in_request
 from app.auth.models import ApiClient
 from app.auth.scopes import Scope
-from app.kit.db import SessionDep
+from app.kit.db import ReadSessionDep, SessionDep
 from app.kit.openapi import problem_responses
 from app.kit.params import IdPath, PageLimit
 from app.kit.prefer import requested_wait
@@ -31,7 +31,10 @@ from app.orders.waiting import wait_until_settled
 router = APIRouter(tags=["orders"])
 F = TypeVar("F", bound=Callable[..., Any])
 
-Reader = Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_READ))]
+# Reads go straight to the database: the key is checked in their own transaction.
+# Writes may wait on DCImanager first (the configurations an order is checked
+# against), so their key is checked in a short transaction of its own.
+Reader = Annotated[ApiClient, Depends(require_scope_in_request(Scope.ORDERS_READ))]
 Writer = Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_WRITE))]
 
 
@@ -97,9 +100,11 @@ async def create_order(
         _wake_worker(request, background)
     else:
         response.status_code = status.HTTP_200_OK
-    await _honour_wait(
-        request, response, session, await service.provision_operation_id(session, order.id)
-    )
+    # Only a request that waits needs the provision operation's id: a query saved
+    # on every other one.
+    if requested_wait(request.headers.get("prefer")) is not None:
+        operation_id = await service.provision_operation_id(session, order.id)
+        await _honour_wait(request, response, session, operation_id)
     return await service.order_out(session, order.id)
 
 
@@ -112,7 +117,7 @@ async def create_order(
 )
 async def list_orders(
     client: Reader,
-    session: SessionDep,
+    session: ReadSessionDep,
     external_id: str | None = None,
     status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_external_id: str | None = None,
@@ -138,7 +143,7 @@ async def list_orders(
     response_model=OrderOut,
     responses=problem_responses(401, 403, 404),
 )
-async def get_order(order_id: IdPath, client: Reader, session: SessionDep) -> OrderOut:
+async def get_order(order_id: IdPath, client: Reader, session: ReadSessionDep) -> OrderOut:
     return await service.get_order(session, client=client, order_id=order_id)
 
 
@@ -149,7 +154,9 @@ async def get_order(order_id: IdPath, client: Reader, session: SessionDep) -> Or
     response_model=OperationOut,
     responses=problem_responses(401, 403, 404),
 )
-async def get_operation(operation_id: IdPath, client: Reader, session: SessionDep) -> OperationOut:
+async def get_operation(
+    operation_id: IdPath, client: Reader, session: ReadSessionDep
+) -> OperationOut:
     return await service.get_operation(session, client=client, operation_id=operation_id)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app.customers.models import Customer
 from app.orders.models import Operation, OperationKind, OperationStatus, Order, OrderStatus
@@ -15,6 +15,13 @@ _UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
 _HISTORY = (
     selectinload(Order.customer),
     selectinload(Order.operations).selectinload(Operation.steps),
+)
+# One order's history in a single statement: an order has a handful of operations
+# of a few steps each, so the joined rows stay few, and every statement saved is a
+# database round trip saved on the API's most frequent read.
+_ONE_HISTORY = (
+    joinedload(Order.customer, innerjoin=True),
+    joinedload(Order.operations).joinedload(Operation.steps),
 )
 
 
@@ -37,14 +44,20 @@ class OrderRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def with_history(self, order_id: int) -> Order:
+    async def with_history(
+        self, order_id: int, *, api_client_id: int | None = None
+    ) -> Order | None:
+        """The order with its customer, operations and their steps; with
+        ``api_client_id``, only if it belongs to that client."""
         statement = (
             select(Order)
             .where(Order.id == order_id)
-            .options(*_HISTORY)
+            .options(*_ONE_HISTORY)
             .execution_options(populate_existing=True)
         )
-        return (await self.session.execute(statement)).scalar_one()
+        if api_client_id is not None:
+            statement = statement.where(Order.api_client_id == api_client_id)
+        return (await self.session.execute(statement)).unique().scalar_one_or_none()
 
     async def list_for_client(
         self,

@@ -147,7 +147,10 @@ async def request_operation(
 
 
 async def order_out(session: AsyncSession, order_id: int) -> OrderOut:
-    return to_order_out(await OrderRepository(session).with_history(order_id))
+    order = await OrderRepository(session).with_history(order_id)
+    if order is None:  # pragma: no cover - called with an order this request holds
+        raise OrderNotFound(order_id)
+    return to_order_out(order)
 
 
 async def provision_operation_id(session: AsyncSession, order_id: int) -> int:
@@ -155,12 +158,10 @@ async def provision_operation_id(session: AsyncSession, order_id: int) -> int:
 
 
 async def get_order(session: AsyncSession, *, client: ApiClient, order_id: int) -> OrderOut:
-    order = await OrderRepository(session).get_for_client(
-        order_id=order_id, api_client_id=client.id
-    )
+    order = await OrderRepository(session).with_history(order_id, api_client_id=client.id)
     if order is None:
         raise OrderNotFound(order_id)
-    return await order_out(session, order.id)
+    return to_order_out(order)
 
 
 async def list_orders(
