@@ -16,7 +16,8 @@ What is repeated, and why:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 import httpx
@@ -41,6 +42,12 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Anything else from the transport (read/write time-out, dropped connection,
 # protocol error) may have happened after the server got the request.
 _MAYBE_SENT = (httpx.TransportError,)
+
+
+# Called before every write is sent (each attempt); it may raise to stop it. The
+# worker sets it for the task running an operation, so that a worker whose lease
+# may have run out never changes a server another worker now looks after.
+WRITE_GUARD: ContextVar[Callable[[], None] | None] = ContextVar("dci_write_guard", default=None)
 
 
 class DCISession:
@@ -78,7 +85,11 @@ class DCISession:
         headers = _headers(token)
         backoff = self._backoff.start()
         repeats_left = READ_REPEATS
+        # Logging in (no token yet) changes nothing in DCImanager's data.
+        guard = WRITE_GUARD.get() if method != "GET" and token is not None else None
         while True:
+            if guard is not None:
+                guard()
             started = time.perf_counter()
             try:
                 response = await self._http.request(method, url, headers=headers, json=body)

@@ -20,6 +20,15 @@ PROVISION_STEPS = (
 COMPENSATION_STEPS = ("remove_ips", "release_owner")
 
 
+def compensation_for(install_attempted: bool, settings: Settings) -> list[str]:
+    """Once an OS install may have started, the customer's system (their password,
+    keys, perhaps data) may be on the disks: the server goes back to the pool only
+    the way a terminated one does, wiped."""
+    if install_attempted:
+        return steps_for(OperationKind.TERMINATE, settings)
+    return list(COMPENSATION_STEPS)
+
+
 def steps_for(kind: OperationKind, settings: Settings) -> list[str]:
     """Fixed when the request is accepted, so the plan billing sees does not change."""
     match kind:

@@ -77,24 +77,26 @@ class QueueRepository:
     async def renew(
         self, *, operation_id: int, worker_id: str, now: datetime, lease: timedelta
     ) -> bool:
-        return bool(await self._extend(Operation.id == operation_id, worker_id, now + lease))
+        result = await self.session.execute(
+            update(Operation)
+            .where(Operation.id == operation_id, Operation.lease_owner == worker_id)
+            .values(lease_expires_at=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def renew_all(
         self, *, operation_ids: Sequence[int], worker_id: str, now: datetime, lease: timedelta
-    ) -> int:
-        """Extend the leases ``worker_id`` still holds among ``operation_ids``; how many."""
-        return await self._extend(Operation.id.in_(operation_ids), worker_id, now + lease)
-
-    async def _extend(
-        self, which: ColumnElement[bool], worker_id: str, expires_at: datetime
-    ) -> int:
+    ) -> list[int]:
+        """Extend the leases ``worker_id`` still holds among ``operation_ids``; which ones."""
         result = await self.session.execute(
             update(Operation)
-            .where(which, Operation.lease_owner == worker_id)
-            .values(lease_expires_at=expires_at)
+            .where(Operation.id.in_(operation_ids), Operation.lease_owner == worker_id)
+            .values(lease_expires_at=now + lease)
+            .returning(Operation.id)
             .execution_options(synchronize_session=False)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return list(result.scalars())
 
     async def release(self, *, operation_ids: Sequence[int], worker_id: str) -> None:
         await self.session.execute(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,12 +27,13 @@ from app.customers.models import Customer
 from app.dci.client import DCIClient
 from app.dci.completion import CompletionStrategy
 from app.dci.exceptions import DCIError, DCIRequestError
+from app.dci.session import WRITE_GUARD
 from app.kit.backoff import full_jitter_delay
 from app.kit.crypto import SecretBox, SecretDecryptionError
 from app.kit.metrics import OPERATIONS, STEP_DURATION
 from app.kit.models import utcnow
 from app.orchestration.context import StepContext
-from app.orchestration.flows import COMPENSATION_STEPS
+from app.orchestration.flows import compensation_for
 from app.orchestration.outcomes import Done, Fail, Rewind, StepOutcome, Wait
 from app.orchestration.repository import QueueRepository
 from app.orchestration.steps import HANDLERS
@@ -90,9 +92,41 @@ class OperationRunner:
         self._settings = deps.settings
         self._worker_id = worker_id
         self._lease = timedelta(seconds=deps.settings.lease_seconds)
+        # A DCImanager write starts only while at least half the lease is left, so
+        # it is sent (and, unless DCImanager is very slow, answered) before any
+        # other worker may take the operation over.
+        self._write_window = deps.settings.lease_seconds / 2
+        self._renewed_at: dict[int, float] = {}
+
+    def lease_renewed(self, operation_ids: list[int], *, at: float) -> None:
+        """The leases on ``operation_ids`` were renewed by a transaction begun at ``at``
+        (``time.monotonic()``)."""
+        for operation_id in operation_ids:
+            self._renewed_at[operation_id] = at
+
+    def leases_lost(self, operation_ids: list[int]) -> None:
+        """A renewal found these leases taken: no more DCImanager writes for them."""
+        for operation_id in operation_ids:
+            self._renewed_at.pop(operation_id, None)
+
+    def _assert_lease(self, operation_id: int) -> None:
+        renewed = self._renewed_at.get(operation_id)
+        if renewed is None or time.monotonic() - renewed > self._write_window:
+            raise LeaseLost(operation_id)
+
+    async def _renew(self, queue: QueueRepository, operation_id: int) -> bool:
+        started = time.monotonic()
+        renewed = await queue.renew(
+            operation_id=operation_id, worker_id=self._worker_id, now=utcnow(), lease=self._lease
+        )
+        if renewed:
+            self.lease_renewed([operation_id], at=started)
+        return renewed
 
     async def run(self, operation_id: int) -> None:
         structlog.contextvars.bind_contextvars(operation_id=operation_id)
+        # Each operation runs in a task of its own, so this guards its writes only.
+        guard = WRITE_GUARD.set(lambda: self._assert_lease(operation_id))
         try:
             ctx = await self._begin_step(operation_id)
             while not isinstance(ctx, _Stop):
@@ -104,6 +138,8 @@ class OperationRunner:
                 self._crash_point("after_record", step_name)
             self._stopped(ctx)
         finally:
+            WRITE_GUARD.reset(guard)
+            self._renewed_at.pop(operation_id, None)
             structlog.contextvars.unbind_contextvars("operation_id", "order_id", "step")
 
     async def _wait_inline(
@@ -140,9 +176,7 @@ class OperationRunner:
         async with self._deps.sessionmaker() as session, session.begin():
             queue = QueueRepository(session)
             now = utcnow()
-            if not await queue.renew(
-                operation_id=operation_id, worker_id=self._worker_id, now=now, lease=self._lease
-            ):
+            if not await self._renew(queue, operation_id):
                 return _LEAVE
             operation = await queue.get_operation(operation_id)
             if operation is None or operation.status in _FINAL_OPERATIONS:
@@ -252,12 +286,7 @@ class OperationRunner:
         async with deps.sessionmaker() as session, session.begin():
             queue = QueueRepository(session)
             now = utcnow()
-            if not await queue.renew(
-                operation_id=ctx.operation.id,
-                worker_id=self._worker_id,
-                now=now,
-                lease=self._lease,
-            ):
+            if not await self._renew(queue, ctx.operation.id):
                 log.warning(f"{kind}.step.lease_lost")
                 return _LEAVE
             operation, order, customer, steps = await self._load(session, ctx)
@@ -327,12 +356,7 @@ class OperationRunner:
 
     async def _checkpoint(self, ctx: StepContext) -> None:
         async with self._deps.sessionmaker() as session, session.begin():
-            if not await QueueRepository(session).renew(
-                operation_id=ctx.operation.id,
-                worker_id=self._worker_id,
-                now=utcnow(),
-                lease=self._lease,
-            ):
+            if not await self._renew(QueueRepository(session), ctx.operation.id):
                 raise LeaseLost(ctx.operation.id)
             _, order, customer, steps = await self._load(session, ctx)
             step = next(s for s in steps if s.id == ctx.step.id)
@@ -348,12 +372,7 @@ class OperationRunner:
             # could still point the order at a server after the new holder had settled
             # it (e.g. failed it out_of_stock): the unique index covers live orders
             # only, so a failed order ended up naming another live order's server.
-            if not await queue.renew(
-                operation_id=operation_id,
-                worker_id=self._worker_id,
-                now=utcnow(),
-                lease=self._lease,
-            ):
+            if not await self._renew(queue, operation_id):
                 raise LeaseLost(operation_id)
             return await queue.claim_one_of(order_id=order_id, server_ids=server_ids)
 
@@ -389,11 +408,17 @@ class OperationRunner:
         operation.error_code = code
         operation.error = reason
         operation.params = {**operation.params, "compensating": True}
+        # DCImanager's own "install failed" leaves the server in its error state, out
+        # of stock until an operator looks; any other failure after the install may
+        # have started (answer lost, waited too long) could leave a working system.
+        install_attempted = code != "os_install_failed" and any(
+            s.name == "install_os" and s.attempts > 0 for s in steps
+        )
         _skip_pending(steps)
         position = max(s.position for s in steps) + 1
         session.add_all(
             OperationStep(operation_id=operation.id, name=name, position=position + offset)
-            for offset, name in enumerate(COMPENSATION_STEPS)
+            for offset, name in enumerate(compensation_for(install_attempted, self._settings))
         )
         log.warning("provision.compensating", code=code, reason=reason)
         return True

@@ -11,7 +11,7 @@ from app.config import Settings
 from app.kit.crypto import SecretBox
 from app.kit.errors import DCIBridgeError, NotFound
 from app.kit.models import utcnow
-from app.orchestration.flows import COMPENSATION_STEPS, steps_for
+from app.orchestration.flows import PROVISION_STEPS, steps_for
 from app.orders.models import (
     Operation,
     OperationKind,
@@ -86,7 +86,8 @@ async def retry_operation(session: AsyncSession, *, operation_id: int) -> Operat
         )
     ).all()
     for step in steps:
-        if step.name in COMPENSATION_STEPS and operation.params.get("compensating"):
+        # The undo steps a failed provision added go; its own steps run again.
+        if operation.params.get("compensating") and step.name not in PROVISION_STEPS:
             await session.delete(step)
             continue
         step.status = StepStatus.PENDING

@@ -7,6 +7,7 @@ import contextlib
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Protocol
@@ -139,7 +140,8 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
-                now = utcnow()
+                started, now = time.monotonic(), utcnow()
+                renewed: list[int] = []
                 async with self._deps.sessionmaker() as session, session.begin():
                     queue = QueueRepository(session)
                     await queue.beat(
@@ -153,12 +155,15 @@ class Worker:
                         )
                     )
                     if self._running:
-                        await queue.renew_all(
+                        renewed = await queue.renew_all(
                             operation_ids=list(self._running),
                             worker_id=self.id,
                             now=now,
                             lease=timedelta(seconds=self._settings.lease_seconds),
                         )
+                # Only once committed: until then the renewal may not have happened.
+                self._runner.lease_renewed(renewed, at=started)
+                self._runner.leases_lost([i for i in self._running if i not in set(renewed)])
             except Exception:
                 log.exception("worker.heartbeat_failed")
             await asyncio.sleep(self._settings.worker_heartbeat_seconds)

@@ -187,3 +187,44 @@ def _operations_with(worker: ManagedProcess, event: str) -> set[int]:
         for e in worker.log_events()
         if e.get("event") == event and "operation_id" in e
     }
+
+
+async def test_a_worker_whose_heartbeat_stalls_stops_writing_before_its_lease_is_taken(
+    bridge: Bridge, workers: Workers, simulator: Simulator
+) -> None:
+    """A worker whose lease runs out while it is still alive (its heartbeat held up
+    by load or a database outage) must not go on changing the server once another
+    worker may have taken the operation over: no address twice, none leaked.
+
+    The slow worker never renews by heartbeat and every DCImanager call takes a
+    second, so its lease (3 s) runs out in the middle of allocating addresses; a
+    healthy worker takes over when it does.
+    """
+    await simulator.faults(latency_ms=1000)
+    order = await bridge.create("svc-stalled-heartbeat", ipv4_count=2)
+    stalled = workers.start(DCIBRIDGE_WORKER_HEARTBEAT_SECONDS="600")
+    await _step_running(bridge, order["id"], "allocate_ips")
+    healthy = workers.start()
+    settled = await bridge.settle(order["id"], timeout=SETTLE_TIMEOUT)
+    await simulator.faults(latency_ms=0)
+    for worker in (stalled, healthy):
+        assert await worker.stop() == 0, worker.tail()
+
+    assert settled["status"] == "active", settled
+    server = await bridge.sim_server(settled["server_id"])
+    assert len(server["ips"]) == 2, server["ips"]
+    assert sorted(server["ips"]) == sorted(settled["ip_addresses"])
+    assert server["os_install_count"] == 1
+    state = await simulator.state()
+    assert sorted(ip["server"] for ip in state["ips"]) == [server["id"]] * 2
+
+
+async def _step_running(bridge: Bridge, order_id: int, step: str) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        order = (await bridge.api.get(f"/api/v1/orders/{order_id}")).json()
+        steps = {s["name"]: s["status"] for s in order["operations"][0]["steps"]}
+        if steps.get(step) == "running":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"step {step} of order {order_id} never ran")

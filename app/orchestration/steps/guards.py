@@ -16,7 +16,10 @@ def owned_by_customer(server: Server, ctx: StepContext) -> bool:
 
 async def our_server(ctx: StepContext) -> Server:
     """Read the order's server and make sure it is still this customer's."""
-    server = await ctx.dci.get_server(server_id=ctx.server_id)
+    return ensure_ours(await ctx.dci.get_server(server_id=ctx.server_id), ctx)
+
+
+def ensure_ours(server: Server, ctx: StepContext) -> Server:
     if not owned_by_customer(server, ctx):
         raise ServerReassigned(
             f"server {server.id} is owned by {server.owner_email or 'nobody'}, "

@@ -15,7 +15,7 @@ from app.dci.exceptions import DCINotFound, DCIOutcomeUnknown
 from app.dci.models import Server, TaskRef
 from app.orchestration.context import StepContext
 from app.orchestration.outcomes import Done, Fail, StepOutcome, Wait
-from app.orchestration.steps.guards import our_server
+from app.orchestration.steps.guards import ensure_ours, our_server
 
 _NO_OPERATION = -1
 
@@ -187,7 +187,14 @@ async def allocate_ips(ctx: StepContext) -> StepOutcome:
     ipv4 = [ip for ip in addresses if (ip.family or "ipv4") == "ipv4"]
     for failed in (ip for ip in ipv4 if ip.status == "failed"):
         await ctx.dci.remove_ip(server_id=server.id, ip_id=failed.id)
-    usable = [ip for ip in ipv4 if ip.status != "failed"]
+    usable = sorted((ip for ip in ipv4 if ip.status != "failed"), key=lambda ip: ip.id)
+    if len(usable) > ctx.order.ipv4_count:
+        # More than ordered (a worker that lost its lease allocated too): the
+        # newest go back to the pool rather than to a customer who did not pay.
+        for extra in usable[ctx.order.ipv4_count :]:
+            with contextlib.suppress(DCINotFound):
+                await ctx.dci.remove_ip(server_id=server.id, ip_id=extra.id)
+        return Wait(ctx.poll_after(), f"removed {len(usable) - ctx.order.ipv4_count} extra IPs")
     missing = ctx.order.ipv4_count - len(usable)
     for _ in range(missing):
         await ctx.dci.allocate_ip(server_id=server.id, family="ipv4", domain=ctx.order.hostname)
@@ -219,9 +226,11 @@ async def remove_ips(ctx: StepContext) -> StepOutcome:
 
 
 async def release_owner(ctx: StepContext) -> StepOutcome:
+    # One read decides: a second one could see the owner gone meanwhile (an earlier
+    # request whose answer was lost) and take that for someone else's server.
     server = await ctx.dci.get_server(server_id=ctx.server_id)
     if server.owner_email is None:
         return Done("server has no owner")
-    await our_server(ctx)
+    ensure_ours(server, ctx)
     await ctx.dci.release_owner(server_id=server.id)
     return Done(f"server {server.id} released")
