@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -119,6 +120,34 @@ class OrderRepository:
             Customer.api_client_id == api_client_id, Customer.external_id == external_id
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def customer_or_new(
+        self, *, api_client_id: int, external_id: str, email: str, name: str
+    ) -> Customer:
+        """The client's customer with this external id, created if there is none yet.
+
+        An existing customer is returned as it is: billing's later details do not
+        overwrite the ones the customer was first created with.
+        """
+        customer = await self.customer(api_client_id=api_client_id, external_id=external_id)
+        if customer is not None:
+            return customer
+        customer = Customer(
+            api_client_id=api_client_id, external_id=external_id, email=email, name=name
+        )
+        try:
+            # Only the insert is undone if it loses, not the caller's transaction.
+            async with self.session.begin_nested():
+                await self.add(customer)
+        except IntegrityError:
+            # Another request for the same new customer inserted it between the
+            # lookup and this insert (on PostgreSQL the insert waited for that
+            # request to commit, so its row is visible now).
+            raced = await self.customer(api_client_id=api_client_id, external_id=external_id)
+            if raced is None:
+                raise
+            return raced
+        return customer
 
     async def add(self, *objects: object) -> None:
         self.session.add_all(objects)

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import ApiClient
 from app.config import Settings
-from app.customers.models import Customer
 from app.kit.crypto import SecretBox
 from app.kit.pagination import decode_cursor, split_page
 from app.orchestration.service import enqueue
@@ -58,19 +57,15 @@ async def create_order(
     if known is not None and data.configuration not in known:
         raise UnknownConfiguration(data.configuration, known)
 
-    customer = await repository.customer(
-        api_client_id=client.id, external_id=data.customer.external_id
-    )
     try:
+        # A customer created here is undone with the order if the order loses.
         async with session.begin_nested():
-            if customer is None:
-                customer = Customer(
-                    api_client_id=client.id,
-                    external_id=data.customer.external_id,
-                    email=data.customer.email,
-                    name=data.customer.name,
-                )
-                await repository.add(customer)
+            customer = await repository.customer_or_new(
+                api_client_id=client.id,
+                external_id=data.customer.external_id,
+                email=data.customer.email,
+                name=data.customer.name,
+            )
             order = Order(
                 api_client_id=client.id,
                 external_id=data.external_id,

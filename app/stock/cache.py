@@ -7,7 +7,9 @@ the stock billing shows, so a busy storefront cannot hammer DCImanager.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,31 +29,53 @@ class StockSnapshot:
 
 
 class StockCache:
-    """When DCImanager cannot be asked, the last snapshot is used; with none, None."""
+    """When DCImanager cannot be asked, the last snapshot is used; with none, None.
 
-    def __init__(self, dci: DCIClient, *, ttl_seconds: float, timeout: float = 5.0) -> None:
+    A failed refresh is remembered for the cache period like a successful one:
+    during an outage every caller would otherwise wait out its own refresh, one
+    after another, and an order would take longer the more were sent with it.
+    """
+
+    def __init__(
+        self,
+        dci: DCIClient,
+        *,
+        ttl_seconds: float,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._dci = dci
         self._ttl = ttl_seconds
         self._timeout = timeout
+        self._clock = clock
         self._snapshot: StockSnapshot | None = None
-        self._fetched = 0.0
-        self._lock = asyncio.Lock()
+        self._answered: float | None = None
+        self._refresh: asyncio.Task[None] | None = None
 
-    def _fresh(self) -> bool:
-        return self._snapshot is not None and time.monotonic() - self._fetched < self._ttl
+    def _settled(self) -> bool:
+        return self._answered is not None and self._clock() - self._answered < self._ttl
 
     async def snapshot(self) -> StockSnapshot | None:
-        if self._fresh():
+        if self._settled():
             return self._snapshot
-        async with self._lock:  # one refresh at a time, whatever the request rate
-            if self._fresh():
-                return self._snapshot
-            try:
-                async with asyncio.timeout(self._timeout):
-                    page = await self._dci.free_servers_by_configuration()
-            except (DCIError, TimeoutError) as exc:
-                log.warning("stock.refresh_failed", error=type(exc).__name__)
-                return self._snapshot
+        if self._refresh is None:
+            # A context of its own: the refresh serves every caller, so it must not
+            # carry the first caller's (its request id in the logs, for one).
+            self._refresh = asyncio.create_task(
+                self._fetch(), name="stock-refresh", context=contextvars.Context()
+            )
+        # Every caller waits for the one refresh in flight. Shielded, because a
+        # caller that gives up (its client went away) must not cancel it for the rest.
+        await asyncio.shield(self._refresh)
+        return self._snapshot
+
+    async def _fetch(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                page = await self._dci.free_servers_by_configuration()
+        except (DCIError, TimeoutError) as exc:
+            log.warning("stock.refresh_failed", error=type(exc).__name__)
+        else:
             self._snapshot = StockSnapshot(
                 free={
                     item.configuration: item.free_server_count
@@ -60,8 +84,11 @@ class StockCache:
                 },
                 fetched_at=utcnow(),
             )
-            self._fetched = time.monotonic()
-            return self._snapshot
+        finally:
+            self._refresh = None
+        # Not reached on an unexpected error: that one reaches the callers, and the
+        # next caller tries again.
+        self._answered = self._clock()
 
     async def known_configurations(self) -> frozenset[str] | None:
         """For validating orders: None when DCImanager was never reachable, and an
