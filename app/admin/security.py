@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -30,7 +31,15 @@ MAX_PASSWORD_LENGTH = 1_024
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so a wrong username costs as much
 # time as a wrong password and the answer's timing does not tell which was wrong.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# The hash of a random password nobody kept, with today's parameters; written out
+# rather than computed at import, which would cost every process 64 MiB at start.
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$3Enw53tZtIrCr3NjK7V/6w$"
+    "HcJmZQstdecaXOxZS3kTh4KEGOtSQYWIr8LxNfUdx5s"
+)
+# Each verification holds 64 MiB while it runs: a burst of sign-ins waits its turn
+# rather than adding 64 MiB per attempt to the process.
+_VERIFYING = threading.BoundedSemaphore(2)
 
 
 class WeakPassword(ValueError):
@@ -61,7 +70,8 @@ def verify_password(stored_hash: str | None, password: str) -> PasswordCheck:
     if len(password) > MAX_PASSWORD_LENGTH:
         return PasswordCheck(ok=False)
     try:
-        _hasher.verify(stored_hash or _DUMMY_HASH, password)
+        with _VERIFYING:
+            _hasher.verify(stored_hash or _DUMMY_HASH, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return PasswordCheck(ok=False)
     if stored_hash is None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from argon2 import PasswordHasher
 from starlette.requests import Request
@@ -99,3 +102,36 @@ def test_a_trusted_proxy_is_believed_only_for_what_it_added() -> None:
     assert security.client_ip(request, _settings(True)) == "198.51.100.9"
     odd = _request({"X-Forwarded-Proto": "gopher"}, scheme="https")
     assert security.request_scheme(odd, _settings(True)) == "https"
+
+
+def test_the_unknown_user_dummy_hash_costs_what_a_real_one_does() -> None:
+    # Written out in the source: if the hasher's parameters change, it must too,
+    # or an unknown username would answer faster than a wrong password.
+    assert not security._hasher.check_needs_rehash(security._DUMMY_HASH)
+
+
+def test_at_most_two_verifications_run_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    running = peak = 0
+    lock = threading.Lock()
+    real = security._hasher
+
+    class CountingHasher:
+        def verify(self, stored: str, password: str) -> bool:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            try:
+                time.sleep(0.05)
+                return bool(real.verify(stored, password))
+            finally:
+                with lock:
+                    running -= 1
+
+    monkeypatch.setattr(security, "_hasher", CountingHasher())
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda _: security.verify_password(None, "x" * 16), range(6)))
+    assert all(not result.ok for result in results)
+    assert peak == 2
