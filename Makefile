@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test chaos lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@ $(DEV_STAMP) $(RUN_STAMP)
+
 ## Install and start dcibridge on its embedded defaults (SQLite, built-in simulator).
 run: $(RUN_STAMP)
 	$(BIN)/dcibridge serve
@@ -28,9 +33,13 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## The chaos suite (PostgreSQL; starts a private cluster it may restart).
+chaos: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
 ## Run the benchmarks against the simulator; results in bench/results/.
-bench: $(DEV_STAMP)
-	$(BIN)/python -m bench.provision $(BENCH_ARGS)
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
