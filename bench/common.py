@@ -1,5 +1,5 @@
 """Plumbing shared by the benchmarks: child processes, scratch PostgreSQL databases,
-CPU accounting from ``/proc`` and Markdown tables.
+orders, CPU accounting from ``/proc``, running a benchmark, Markdown tables and reports.
 
 Everything here cleans up after itself: children run in their own process group
 and are stopped (SIGTERM, then SIGKILL) by whoever started them, and die with
@@ -17,11 +17,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from types import FrameType
+from typing import IO, Any, TypeVar
 
 import httpx
 
@@ -29,6 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_URL_TEMPLATE = "postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 _PR_SET_PDEATHSIG = 1
+OS_TEMPLATE_ID = 1
+_T = TypeVar("_T")
 
 
 def free_port() -> int:
@@ -177,6 +189,34 @@ async def wait_until_ok(
         await asyncio.sleep(0.1)
 
 
+def print_log_tails(children: Children, lines: int = 15) -> None:
+    """The last lines of every child's log, to show why a run failed."""
+    for child in children:
+        tail = child.tail(lines)
+        if tail:
+            print(f"--- last lines of {child.name} ({child.log_path}) ---\n{tail}")
+
+
+# -- orders ---------------------------------------------------------------------------
+
+
+def order_request(name: str, configuration: str) -> dict[str, Any]:
+    """``POST /api/v1/orders`` as billing sends it: order ``svc-NAME`` for a new customer."""
+    return {
+        "external_id": f"svc-{name}",
+        "customer": {
+            "external_id": f"cust-{name}",
+            "email": f"c-{name}@bench.example.com",
+            "name": f"Bench customer {name}",
+        },
+        "configuration": configuration,
+        "os_template_id": OS_TEMPLATE_ID,
+        "ipv4_count": 1,
+        "hostname": f"h-{name}.bench.example.com",
+        "password": "bench-root-password",
+    }
+
+
 # -- PostgreSQL -----------------------------------------------------------------------
 
 
@@ -190,6 +230,19 @@ async def postgres_reachable(connect_seconds: float = 3.0) -> str | None:
         return f"{type(exc).__name__}: {exc}"
     await connection.close()
     return None
+
+
+async def reachable_databases(databases: Iterable[str], notes: list[str]) -> list[str]:
+    """``databases`` without PostgreSQL when it does not answer, which is noted in ``notes``."""
+    reachable = list(databases)
+    if "postgres" in reachable:
+        problem = await postgres_reachable()
+        if problem is not None:
+            note = f"PostgreSQL at 127.0.0.1:5432 is unreachable ({problem}); skipped."
+            print(f"WARNING: {note}")
+            notes.append(note)
+            reachable.remove("postgres")
+    return reachable
 
 
 class ScratchPostgres:
@@ -350,7 +403,103 @@ def machine_cpu() -> tuple[float, float]:
     return (total - idle) / _CLOCK_TICKS, total / _CLOCK_TICKS
 
 
+# -- running a benchmark --------------------------------------------------------------
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    # Handled like Ctrl-C: asyncio.run cancels the benchmark, whose clean-up runs.
+    signal.raise_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM cancels the run like Ctrl-C (so children stop and scratch databases are
+    dropped), unless the caller already handles SIGTERM itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        yield
+        return
+    # A shell starts background jobs with SIGINT ignored, which would swallow the
+    # SIGINT that _terminate raises.
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous_int)
+
+
+def run_cleanly(benchmark: Callable[[Children], Coroutine[Any, Any, _T]]) -> _T:
+    """Run ``benchmark`` with the children it starts; whatever happens (SIGTERM included),
+    stop them all and drop every scratch database afterwards."""
+    children = Children()
+    try:
+        with sigterm_as_interrupt():
+            return asyncio.run(benchmark(children))
+    finally:
+        children.stop_all()
+        ScratchPostgres.drop_leftovers()
+
+
+def with_deadlines(
+    runs: Sequence[_T], budget_seconds: float, *, teardown: float
+) -> Iterator[tuple[_T, float, float]]:
+    """Each of ``runs`` with its start and its deadline: its share of what is left of
+    ``budget_seconds`` when it starts, less ``teardown`` seconds kept for clean-up."""
+    budget_end = time.monotonic() + budget_seconds
+    for position, run in enumerate(runs):
+        started = time.monotonic()
+        yield run, started, started + (budget_end - started) / (len(runs) - position) - teardown
+
+
+@contextlib.asynccontextmanager
+async def recording_failure(
+    record: Callable[[str], None], children: Children
+) -> AsyncIterator[None]:
+    """A failure inside becomes ``record(its description)`` plus the children's last log
+    lines, so that one failed run does not stop the others; a cancelled run is recorded
+    as "interrupted" and stays cancelled."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        record("interrupted")
+        raise
+    except Exception as exc:
+        record(f"{type(exc).__name__}: {exc}")
+        print_log_tails(children)
+
+
 # -- output ---------------------------------------------------------------------------
+
+
+def code_description(source: Path | None = None) -> str:
+    """Which service code ran: ``source`` (``--source``), or the installed ``app``'s commit."""
+    if source is not None:
+        return f"`app` from `{source}` (--source)"
+    try:
+        head = run_cli(["git", "rev-parse", "--short", "HEAD"], env=os.environ, cwd=REPO)
+        dirty = run_cli(["git", "status", "--porcelain", "--", "app"], env=os.environ, cwd=REPO)
+    except (OSError, RuntimeError):
+        return "the installed `app`"
+    return f"the installed `app` at commit {head.strip()}" + (
+        " with uncommitted changes under app/" if dirty.strip() else ""
+    )
+
+
+def write_report(text: str, output: Path, *, plot: Path | None = None) -> None:
+    """Print the report and write it to ``output`` (``plot``: a figure written next to it)."""
+    print()
+    print(text)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    print(f"written to {output}" + (f" and {plot}" if plot is not None else ""))
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -34,56 +34,51 @@ import math
 import os
 import re
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from app.simulator.inventory import (
-    DEFAULT_ADMIN_PASSWORD,
-    AdminSpec,
-    Inventory,
-    NetworkSpec,
-    Timings,
-)
+from app.simulator.inventory import Inventory
+from bench import plots
 from bench.common import (
     REPO,
     Child,
     Children,
     CpuMeter,
-    ScratchPostgres,
-    dcibridge_command,
-    free_port,
+    code_description,
     machine_cpu,
     markdown_table,
-    new_secret_key,
+    order_request,
     own_cpu_seconds,
-    postgres_reachable,
-    run_cli,
+    reachable_databases,
+    recording_failure,
+    run_cleanly,
     service_env,
-    wait_until_ok,
+    with_deadlines,
+    write_report,
 )
+from bench.stack import Stack, sized_inventory
 
 LATENCY_TARGET = 1.15
 MAKESPAN_TARGET = 1.5
 RESULTS = REPO / "bench" / "results" / "provision.md"
-OS_TEMPLATE_ID = 1
 
-# Defaults: an OS install of 10 s and an IP allocation of 1 s (real ones take
-# minutes and seconds), polled every 0.5 s instead of the production 5 s.
-DEFAULT_OS_SECONDS = 10.0
-DEFAULT_IP_SECONDS = 1.0
-DEFAULT_TASK_POLL_SECONDS = 0.5
+# Defaults: an OS install of 60 s and an IP allocation of 2 s, real ones scaled
+# down about fifteenfold (installs take 10-30 min); the service polls with its
+# production settings.
+DEFAULT_OS_SECONDS = 60.0
+DEFAULT_IP_SECONDS = 2.0
+DEFAULT_TASK_POLL_SECONDS = 5.0
+DEFAULT_ORDERS = (100, 500, 1000)
 # Kept free at the end of each run's share of the budget: fetching the orders,
 # stopping the processes, dropping the database.
 _TEARDOWN_SECONDS = 15.0
@@ -91,7 +86,8 @@ _TEARDOWN_SECONDS = 15.0
 
 @dataclass(frozen=True)
 class BenchConfig:
-    orders: int
+    # Burst sizes, run one after another on the same service.
+    orders: tuple[int, ...]
     databases: tuple[str, ...]
     workers: tuple[int, ...]
     os_seconds: float
@@ -108,7 +104,7 @@ class BenchConfig:
     profile: Path | None
     source: Path | None
 
-    def child_env(self, overrides: dict[str, str]) -> dict[str, str]:
+    def child_env(self, overrides: Mapping[str, str]) -> dict[str, str]:
         """The environment of every child: DCIBRIDGE_* cleared, then ``overrides``; with
         ``--source``, that tree's ``app`` shadows the installed one."""
         if self.source is not None:
@@ -290,29 +286,12 @@ def _now() -> datetime:
 
 
 def _inventory(config: BenchConfig) -> tuple[Inventory, int]:
-    """The default hardware with the bench's timings, a network big enough for every
-    order, and the servers-per-configuration count that leaves every order a server."""
-    base = Inventory()
-    configurations = len(base.configurations)
-    total_orders = config.orders + config.singles
-    per_configuration = math.ceil(total_orders / configurations) + 2
-    # One address per order (plus slack); the default two /24s hold only ~500.
-    prefix = 24
-    while (2 ** (32 - prefix)) - 3 < total_orders + 16:
-        prefix -= 1
-    inventory = Inventory(
-        admin=AdminSpec(),
-        configurations=base.configurations,
-        networks=[NetworkSpec(cidr=IPv4Network(f"100.64.0.0/{prefix}"), pool="bench")],
-        os_templates=base.os_templates,
-        timings=Timings(
-            os_install=config.os_seconds,
-            clear_hdd=config.os_seconds,
-            diag=config.os_seconds,
-            ip_allocate=config.ip_seconds,
-        ),
+    """The simulated data centre: room for every order of every burst and the singles."""
+    return sized_inventory(
+        sum(config.orders) + config.singles,
+        os_seconds=config.os_seconds,
+        ip_seconds=config.ip_seconds,
     )
-    return inventory, per_configuration
 
 
 # -- one run: one database, one worker layout -------------------------------------------
@@ -347,134 +326,55 @@ class Bench:
         self.workers = workers
         self.children = children
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-provision-{database}-"))
-        self.result = RunResult(
-            database=database,
-            workers=workers,
-            critical_path=config.critical_path,
-            orders=config.orders,
-            log_dir=self.workdir,
-        )
-        self.scratch: ScratchPostgres | None = None
-        self.sim_url = ""
-        self.api_url = ""
-        self.api_key = ""
+        self.result = self._new_result(config.orders[0])
+        self.results: list[RunResult] = []
+        self.stack = Stack(children, self.workdir, database, child_env=config.child_env)
         self.configurations: list[str] = []
-        self.service_pids: list[int] = []
-        self.simulator_pid = 0
         self.meter = CpuMeter()
         self.tag = f"{database[:2]}{workers}-{int(time.time()) % 100000}"
+
+    def fail(self, error: str) -> None:
+        self.result.error = error
+
+    def _new_result(self, orders: int) -> RunResult:
+        return RunResult(
+            database=self.database,
+            workers=self.workers,
+            critical_path=self.config.critical_path,
+            orders=orders,
+            log_dir=self.workdir,
+        )
 
     # -- set-up --------------------------------------------------------------
 
     async def start(self, client: httpx.AsyncClient) -> None:
-        config = self.config
-        inventory, per_configuration = _inventory(config)
+        inventory, per_configuration = _inventory(self.config)
         self.configurations = [c.name for c in inventory.configurations]
-        inventory_path = self.workdir / "inventory.json"
-        inventory_path.write_text(inventory.model_dump_json(indent=2), encoding="utf-8")
-
-        cli = dcibridge_command()
-        sim_port = free_port()
-        self.sim_url = f"http://127.0.0.1:{sim_port}"
-        simulator = self.children.start(
-            f"simulator-{self.database}",
-            [
-                *cli,
-                "simulator",
-                "--port",
-                str(sim_port),
-                "--inventory",
-                str(inventory_path),
-                "--servers",
-                str(per_configuration),
-            ],
-            env=config.child_env({}),
-            cwd=self.workdir,
+        stack = self.stack
+        await stack.start(
+            client,
+            scratch_label=f"w{self.workers}",
+            inventory=inventory,
+            servers=per_configuration,
+            settings=self.config.service_settings(),
+            workers=self.workers,
         )
-        self.simulator_pid = simulator.pid
-        await wait_until_ok(client, f"{self.sim_url}/_sim/state", within=30, children=self.children)
-
-        if self.database == "postgres":
-            self.scratch = ScratchPostgres(f"w{self.workers}")
-            await self.scratch.create()
-            database_url = self.scratch.url
-        else:
-            database_url = f"sqlite+aiosqlite:///{self.workdir / 'dcibridge.db'}"
-        env = config.child_env(
-            {
-                "DCIBRIDGE_DATABASE_URL": database_url,
-                "DCIBRIDGE_DCI_URL": self.sim_url,
-                "DCIBRIDGE_DCI_EMAIL": inventory.admin.email,
-                "DCIBRIDGE_DCI_PASSWORD": DEFAULT_ADMIN_PASSWORD,
-                "DCIBRIDGE_SECRET_KEY": new_secret_key(),
-                **config.service_settings(),
-            }
-        )
-        await asyncio.to_thread(run_cli, [*cli, "migrate"], env=env, cwd=self.workdir)
-        output = await asyncio.to_thread(
-            run_cli, [*cli, "api-key", "create", "--name", "bench"], env=env, cwd=self.workdir
-        )
-        self.api_key = output.strip().splitlines()[-1]
-
-        api_port = free_port()
-        self.api_url = f"http://127.0.0.1:{api_port}"
-        serve = [*cli, "serve", "--port", str(api_port)]
-        if self.workers == 1:
-            self.service_pids.append(
-                self.children.start(f"serve-{self.database}", serve, env=env, cwd=self.workdir).pid
-            )
-        else:
-            self.service_pids.append(
-                self.children.start(
-                    f"serve-{self.database}", [*serve, "--no-worker"], env=env, cwd=self.workdir
-                ).pid
-            )
-            for index in range(self.workers):
-                self.service_pids.append(
-                    self.children.start(
-                        f"worker{index}-{self.database}",
-                        [*cli, "worker"],
-                        env=env,
-                        cwd=self.workdir,
-                    ).pid
-                )
-        await wait_until_ok(client, f"{self.api_url}/readyz", within=60, children=self.children)
-        self.meter.watch("dcibridge", roots=self.service_pids)
-        self.meter.watch("simulator", roots=[self.simulator_pid])
-        if self.scratch is not None:
-            self.meter.watch("postgres", cmdline=[self.scratch.name])
-
-    async def stop(self) -> None:
-        self.children.stop_all()
-        if self.scratch is not None:
-            await self.scratch.drop()
+        self.meter.watch("dcibridge", roots=stack.service_pids)
+        self.meter.watch("simulator", roots=[stack.simulator_pid])
+        if stack.scratch is not None:
+            self.meter.watch("postgres", cmdline=[stack.scratch.name])
 
     # -- orders ------------------------------------------------------------------
 
     def _order_body(self, index: int) -> dict[str, Any]:
-        name = f"{self.tag}-{index}"
-        return {
-            "external_id": f"svc-{name}",
-            "customer": {
-                "external_id": f"cust-{name}",
-                "email": f"c-{name}@bench.example.com",
-                "name": f"Bench customer {name}",
-            },
-            "configuration": self.configurations[index % len(self.configurations)],
-            "os_template_id": OS_TEMPLATE_ID,
-            "ipv4_count": 1,
-            "hostname": f"h-{name}.bench.example.com",
-            "password": "bench-root-password",
-        }
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
+        configuration = self.configurations[index % len(self.configurations)]
+        return order_request(f"{self.tag}-{index}", configuration)
 
     async def _submit(self, client: httpx.AsyncClient, index: int) -> tuple[int, datetime]:
         response = await client.post(
-            f"{self.api_url}/api/v1/orders",
+            f"{self.stack.url}/api/v1/orders",
             json=self._order_body(index),
-            headers=self._headers(),
+            headers=self.stack.headers,
             timeout=60,
         )
         accepted = _now()
@@ -509,7 +409,7 @@ class Bench:
 
     async def _order(self, client: httpx.AsyncClient, order_id: int) -> dict[str, Any]:
         response = await client.get(
-            f"{self.api_url}/api/v1/orders/{order_id}", headers=self._headers(), timeout=30
+            f"{self.stack.url}/api/v1/orders/{order_id}", headers=self.stack.headers, timeout=30
         )
         response.raise_for_status()
         body: dict[str, Any] = response.json()
@@ -539,9 +439,9 @@ class Bench:
 
     async def _provisioning_left(self, client: httpx.AsyncClient) -> bool:
         response = await client.get(
-            f"{self.api_url}/api/v1/orders",
+            f"{self.stack.url}/api/v1/orders",
             params={"status": "provisioning", "limit": 1},
-            headers=self._headers(),
+            headers=self.stack.headers,
             timeout=30,
         )
         response.raise_for_status()
@@ -555,7 +455,10 @@ class Bench:
             if cursor:
                 params["cursor"] = cursor
             response = await client.get(
-                f"{self.api_url}/api/v1/orders", params=params, headers=self._headers(), timeout=60
+                f"{self.stack.url}/api/v1/orders",
+                params=params,
+                headers=self.stack.headers,
+                timeout=60,
             )
             response.raise_for_status()
             page = response.json()
@@ -580,11 +483,11 @@ class Bench:
 
         started = _now()
         result.bulk_started_at = started
-        submitted = await asyncio.gather(*(submit(first_index + i) for i in range(config.orders)))
+        submitted = await asyncio.gather(*(submit(first_index + i) for i in range(result.orders)))
         accepted = [item for item in submitted if item is not None]
         result.submit_seconds = (_now() - started).total_seconds()
         deadline = min(
-            self.deadline, time.monotonic() + 60 + 10 * config.critical_path + 0.2 * config.orders
+            self.deadline, time.monotonic() + 60 + 10 * config.critical_path + 0.2 * result.orders
         )
         while await self._provisioning_left(client):
             if time.monotonic() > deadline:
@@ -608,16 +511,16 @@ class Bench:
     # -- accounting ----------------------------------------------------------------
 
     async def _sim_calls(self, client: httpx.AsyncClient) -> Counter[str]:
-        response = await client.get(f"{self.sim_url}/_sim/state", timeout=60)
+        response = await client.get(f"{self.stack.sim_url}/_sim/state", timeout=60)
         response.raise_for_status()
         return Counter(response.json()["calls"]["by_endpoint"])
 
     async def _snapshot(self, client: httpx.AsyncClient) -> Snapshot:
         cpu, machine = self._cpu(), machine_cpu()
         commits = None
-        if self.scratch is not None:
+        if self.stack.scratch is not None:
             await asyncio.sleep(1.1)  # PostgreSQL flushes backends' statistics each second
-            commits = await self.scratch.committed_transactions()
+            commits = await self.stack.scratch.committed_transactions()
         return Snapshot(
             calls=await self._sim_calls(client), cpu=cpu, machine=machine, commits=commits
         )
@@ -637,7 +540,8 @@ class Bench:
             return None
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.config.profile.mkdir(parents=True, exist_ok=True)
-        output = self.config.profile / f"{self.database}-w{self.workers}-{self.service_pids[-1]}"
+        last_pid = self.stack.service_pids[-1]
+        output = self.config.profile / f"{self.database}-w{self.workers}-{last_pid}"
         profilers = [
             self.children.start(
                 f"py-spy-{pid}",
@@ -657,11 +561,11 @@ class Bench:
                 env=service_env({}),
                 cwd=self.workdir,
             )
-            for pid in self.service_pids
+            for pid in self.stack.service_pids
         ]
         return profilers[0] if len(profilers) == 1 else _Group(profilers)
 
-    async def run(self, client: httpx.AsyncClient) -> RunResult:
+    async def run(self, client: httpx.AsyncClient) -> list[RunResult]:
         await self.start(client)
         sampler = asyncio.create_task(self._sample_cpu())
         try:
@@ -671,57 +575,66 @@ class Bench:
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
 
-    async def _measure(self, client: httpx.AsyncClient) -> RunResult:
+    async def _measure(self, client: httpx.AsyncClient) -> list[RunResult]:
         config = self.config
-        result = self.result
+        first = self.result
         idle_start = await self._snapshot(client)
         started = time.monotonic()
         await asyncio.sleep(config.idle_seconds)
         before = await self._snapshot(client)
-        result.idle_cost = PhaseCost.between(idle_start, before, 0, per=time.monotonic() - started)
+        first.idle_cost = PhaseCost.between(idle_start, before, 0, per=time.monotonic() - started)
         for index in range(config.singles):
-            result.singles.append(await self.single(client, index))
+            first.singles.append(await self.single(client, index))
         after = await self._snapshot(client)
-        result.single_cost = PhaseCost.between(before, after, len(result.single_latencies))
+        first.single_cost = PhaseCost.between(before, after, len(first.single_latencies))
 
-        profiler = self._start_profiler()
-        try:
-            await self.bulk(client, first_index=config.singles)
-        finally:
-            if profiler is not None:
-                await asyncio.to_thread(profiler.interrupt)
-        # Per accepted order: when the burst ran out of time this includes the work
-        # already spent on the orders still provisioning.
-        result.burst_cost = PhaseCost.between(
-            after, await self._snapshot(client), config.orders - len(result.refused)
-        )
-        return result
+        # Each burst runs on the service the singles measured, after the bursts
+        # before it: their orders stay active, as a live deployment's would.
+        next_index = config.singles
+        for position, orders in enumerate(config.orders):
+            result = first if position == 0 else self._new_result(orders)
+            if result is not first:
+                result.singles, result.idle_cost = first.singles, first.idle_cost
+                result.single_cost = first.single_cost
+            self.result = result
+            self.results.append(result)
+            print(f"   burst of {orders} ...", flush=True)
+            profiler = self._start_profiler()
+            try:
+                await self.bulk(client, first_index=next_index)
+            finally:
+                if profiler is not None:
+                    await asyncio.to_thread(profiler.interrupt)
+            next_index += orders
+            # Per accepted order: when the burst ran out of time this includes the
+            # work already spent on the orders still provisioning.
+            before_burst, after = after, await self._snapshot(client)
+            result.burst_cost = PhaseCost.between(before_burst, after, orders - len(result.refused))
+            if result.timed_out:
+                break
+        return self.results
 
 
 async def run_one(
     config: BenchConfig, database: str, workers: int, children: Children, *, deadline: float
-) -> RunResult:
+) -> list[RunResult]:
     bench = Bench(config, database, workers, children, deadline=deadline)
     limits = httpx.Limits(max_connections=config.submit_concurrency + 4)
     try:
-        async with httpx.AsyncClient(limits=limits) as client:
+        async with (
+            recording_failure(bench.fail, children),
+            httpx.AsyncClient(limits=limits) as client,
+        ):
             return await bench.run(client)
-    except asyncio.CancelledError:
-        bench.result.error = "interrupted"
-        raise
-    except Exception as exc:
-        bench.result.error = f"{type(exc).__name__}: {exc}"
-        for child in children:
-            tail = child.tail(15)
-            if tail:
-                print(f"--- last lines of {child.name} ({child.log_path}) ---\n{tail}")
-        return bench.result
+        # Only reached when recording_failure swallowed a failure.
+        return bench.results or [bench.result]
     finally:
-        await bench.stop()
+        await bench.stack.stop()
         failed = bench.result.error not in (None, "interrupted")
         if not failed and not config.keep_logs:
             shutil.rmtree(bench.workdir, ignore_errors=True)
-            bench.result.log_dir = None
+            for result in bench.results:
+                result.log_dir = None
 
 
 # -- reporting ---------------------------------------------------------------------------
@@ -762,17 +675,9 @@ def _step_means(timings: Iterable[OrderTiming]) -> dict[str, tuple[float, float]
     }
 
 
-def _code_description(config: BenchConfig) -> str:
-    if config.source is not None:
-        return f"`app` from `{config.source}` (--source)"
-    try:
-        head = run_cli(["git", "rev-parse", "--short", "HEAD"], env=os.environ, cwd=REPO)
-        dirty = run_cli(["git", "status", "--porcelain", "--", "app"], env=os.environ, cwd=REPO)
-    except (OSError, RuntimeError):
-        return "the installed `app`"
-    return f"the installed `app` at commit {head.strip()}" + (
-        " with uncommitted changes under app/" if dirty.strip() else ""
-    )
+def _first_of_service(result: RunResult, results: list[RunResult]) -> bool:
+    """Whether ``result`` is the first burst of its service (the one its singles ran on)."""
+    return next(r for r in results if r.label == result.label) is result
 
 
 def report(config: BenchConfig, results: list[RunResult], notes: list[str]) -> str:
@@ -780,14 +685,14 @@ def report(config: BenchConfig, results: list[RunResult], notes: list[str]) -> s
     lines.append("# Provisioning benchmark")
     lines.append("")
     lines.append(
-        f"`python -m bench.provision --orders {config.orders} "
+        f"`python -m bench.provision --orders {' '.join(map(str, config.orders))} "
         f"--db {','.join(config.databases)} --workers "
         f"{' '.join(map(str, config.workers))} --op-seconds {config.os_seconds:g} "
         f"--ip-seconds {config.ip_seconds:g} --task-poll-seconds {config.task_poll_seconds:g}`"
         f" — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
     lines.append("")
-    lines.append(f"Service code: {_code_description(config)}.")
+    lines.append(f"Service code: {code_description(config.source)}.")
     lines.append("")
     lines.append(
         f"Simulator timings: OS install {config.os_seconds:g} s, IP allocation "
@@ -854,7 +759,11 @@ def report(config: BenchConfig, results: list[RunResult], notes: list[str]) -> s
     cost_rows = []
     for r in results:
         phases = (
-            ("singles", r.single_cost, r.single_latencies),
+            (
+                "singles",
+                r.single_cost if _first_of_service(r, results) else None,
+                r.single_latencies,
+            ),
             ("burst", r.burst_cost, [t.latency for t in r.bulk if t.latency is not None]),
         )
         for phase, cost, latencies in phases:
@@ -863,7 +772,7 @@ def report(config: BenchConfig, results: list[RunResult], notes: list[str]) -> s
             cost_rows.append(
                 [
                     r.label,
-                    f"{phase} ({cost.orders})",
+                    f"{phase} ({cost.orders})" if phase == "singles" else f"burst N={r.orders}",
                     " / ".join(
                         _f(v)
                         for v in (
@@ -888,7 +797,7 @@ def report(config: BenchConfig, results: list[RunResult], notes: list[str]) -> s
             _f(sum(r.idle_cost.calls.values()), 1),
         ]
         for r in results
-        if r.idle_cost is not None
+        if r.idle_cost is not None and _first_of_service(r, results)
     ]
     if idle_rows:
         lines.append(
@@ -904,23 +813,18 @@ def report(config: BenchConfig, results: list[RunResult], notes: list[str]) -> s
     step_names: list[str] = []
     step_tables = []
     for r in results:
-        single = _step_means(r.singles)
-        burst = _step_means(r.bulk)
-        step_tables.append((r.label, single, burst))
-        for name in [*single, *burst]:
-            if name not in step_names:
-                step_names.append(name)
-    step_headers = [
-        "step",
-        *(f"{label} {kind}" for label, _, _ in step_tables for kind in ("single", "burst")),
-    ]
+        if _first_of_service(r, results):
+            step_tables.append((f"{r.label} single", _step_means(r.singles)))
+        step_tables.append((f"{r.label} N={r.orders}", _step_means(r.bulk)))
+    for _, means in step_tables:
+        step_names.extend(name for name in means if name not in step_names)
+    step_headers = ["step", *(label for label, _ in step_tables)]
     step_rows = []
     for name in step_names:
         row = [name]
-        for _, single, burst in step_tables:
-            for means in (single, burst):
-                start, duration = means.get(name, (None, None))
-                row.append(f"{_f(start)} / {_f(duration)}" if start is not None else "-")
+        for _, means in step_tables:
+            start, duration = means.get(name, (None, None))
+            row.append(f"{_f(start)} / {_f(duration)}" if start is not None else "-")
         step_rows.append(row)
     lines.append(markdown_table(step_headers, step_rows))
     lines.append("")
@@ -930,7 +834,10 @@ def report(config: BenchConfig, results: list[RunResult], notes: list[str]) -> s
     columns = [
         (f"{r.label} {phase}", cost)
         for r in results
-        for phase, cost in (("singles", r.single_cost), ("burst", r.burst_cost))
+        for phase, cost in (
+            ("singles", r.single_cost if _first_of_service(r, results) else None),
+            (f"N={r.orders}", r.burst_cost),
+        )
         if cost is not None
     ]
     endpoints = sorted({e for _, cost in columns for e in cost.calls})
@@ -964,7 +871,14 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     parser = argparse.ArgumentParser(
         prog="python -m bench.provision", description=__doc__.split("\n\n")[0] if __doc__ else ""
     )
-    parser.add_argument("--orders", type=int, default=200, help="burst size N (default 200)")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_ORDERS),
+        help="burst sizes N, run one after another on the same service "
+        f"(default {' '.join(map(str, DEFAULT_ORDERS))})",
+    )
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument(
         "--workers",
@@ -1019,9 +933,9 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     parser.add_argument(
         "--budget-seconds",
         type=float,
-        default=270,
+        default=3600,
         help="wall-clock budget for all runs; a burst still running at its share stops "
-        "and reports a lower bound (default 270)",
+        "and reports a lower bound (default 3600)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep each run's work directory")
     parser.add_argument(
@@ -1050,13 +964,13 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         if not sep or not name.startswith("DCIBRIDGE_"):
             parser.error(f"--env wants DCIBRIDGE_NAME=VALUE, got {item!r}")
         extra[name] = value
-    if args.orders < 1 or args.singles < 1:
+    if min(args.orders) < 1 or args.singles < 1:
         parser.error("--orders and --singles must be at least 1")
     if any(w < 1 for w in args.workers):
         parser.error("--workers must be at least 1")
     databases = ("sqlite", "postgres") if args.db == "both" else (args.db,)
     return BenchConfig(
-        orders=args.orders,
+        orders=tuple(args.orders),
         databases=databases,
         workers=tuple(dict.fromkeys(args.workers)),
         os_seconds=args.op_seconds,
@@ -1077,69 +991,79 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
 
 async def bench_all(config: BenchConfig, children: Children) -> tuple[list[RunResult], list[str]]:
     notes: list[str] = []
-    databases = list(config.databases)
-    if "postgres" in databases:
-        problem = await postgres_reachable()
-        if problem is not None:
-            note = f"PostgreSQL at 127.0.0.1:5432 is unreachable ({problem}); skipped."
-            print(f"WARNING: {note}")
-            notes.append(note)
-            databases.remove("postgres")
+    databases = await reachable_databases(config.databases, notes)
     results: list[RunResult] = []
-    runs = [(database, workers) for database in databases for workers in config.workers]
-    budget_end = time.monotonic() + config.budget_seconds
-    for position, (database, workers) in enumerate(runs):
-        started = time.monotonic()
-        # Each run may use its share of what is left of the budget; the burst stops
-        # waiting there and reports a lower bound.
-        deadline = started + (budget_end - started) / (len(runs) - position) - _TEARDOWN_SECONDS
-        print(f"== {database}, {workers} worker process(es): N={config.orders} ...", flush=True)
-        result = await run_one(config, database, workers, children, deadline=deadline)
-        results.append(result)
-        print(
-            f"   done in {time.monotonic() - started:.0f}s: single {_f(result.single_latency)}s"
-            f" (x{_f(result.latency_ratio, 3)} of {config.critical_path:g}s), makespan "
-            f"{'>' if result.timed_out else ''}{_f(result.makespan)}s "
-            f"(x{_f(result.makespan_ratio, 3)})"
-            + (f", ERROR {result.error}" if result.error else ""),
-            flush=True,
-        )
-        if result.log_dir is not None:
-            print(f"   logs kept in {result.log_dir}")
+    # Several worker processes share one database through PostgreSQL's row locks;
+    # SQLite is the single-node default, so it runs with the embedded worker only.
+    runs = [
+        (database, workers)
+        for database in databases
+        for workers in config.workers
+        if workers == 1 or database == "postgres"
+    ]
+    # Each run may use its share of what is left of the budget; the burst stops
+    # waiting there and reports a lower bound.
+    for (database, workers), started, deadline in with_deadlines(
+        runs, config.budget_seconds, teardown=_TEARDOWN_SECONDS
+    ):
+        sizes = " ".join(map(str, config.orders))
+        print(f"== {database}, {workers} worker process(es): N={sizes} ...", flush=True)
+        run_results = await run_one(config, database, workers, children, deadline=deadline)
+        results.extend(run_results)
+        for result in run_results:
+            print(
+                f"   N={result.orders} done at {time.monotonic() - started:.0f}s: single "
+                f"{_f(result.single_latency)}s (x{_f(result.latency_ratio, 3)} of "
+                f"{config.critical_path:g}s), makespan "
+                f"{'>' if result.timed_out else ''}{_f(result.makespan)}s "
+                f"(x{_f(result.makespan_ratio, 3)})"
+                + (f", ERROR {result.error}" if result.error else ""),
+                flush=True,
+            )
+            if result.log_dir is not None:
+                print(f"   logs kept in {result.log_dir}")
     return results, notes
 
 
-def _terminate(_signum: int, _frame: object) -> None:
-    # Handled like Ctrl-C: asyncio.run cancels the benchmark, whose clean-up runs.
-    signal.raise_signal(signal.SIGINT)
+def _measure_all(config: BenchConfig) -> tuple[list[RunResult], list[str]]:
+    return run_cleanly(lambda children: bench_all(config, children))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    config = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    children = Children()
-    try:
-        results, notes = asyncio.run(bench_all(config, children))
-    except KeyboardInterrupt:
-        print("interrupted: stopping children and dropping scratch databases", file=sys.stderr)
-        return 130
-    finally:
-        children.stop_all()
-        ScratchPostgres.drop_leftovers()
-    text = report(config, results, notes)
-    print()
-    print(text)
-    config.output.parent.mkdir(parents=True, exist_ok=True)
-    config.output.write_text(text, encoding="utf-8")
-    print(f"written to {config.output}")
-    ok = all(
+def _passed(results: list[RunResult]) -> bool:
+    return bool(results) and all(
         r.error is None
         and r.bulk_failed == 0
         and (r.latency_ratio or math.inf) <= LATENCY_TARGET
         and (r.makespan_ratio or math.inf) <= MAKESPAN_TARGET
         for r in results
     )
-    return 0 if ok and results else 1
+
+
+def section(results_dir: Path, argv: Sequence[str] = ()) -> tuple[str, bool]:
+    """The provisioning part of ``bench/results/latest.md``, with its plots; and
+    whether every target held."""
+    config = parse_args(argv)
+    results, notes = _measure_all(config)
+    plots.makespan_vs_n(results, results_dir / "provision_makespan.png", target=MAKESPAN_TARGET)
+    plots.latency_percentiles(results, results_dir / "provision_latency.png")
+    # One heading level down: the report becomes a section of the combined file.
+    text = re.sub(r"^(#+) ", r"#\1 ", report(config, results, notes), flags=re.MULTILINE)
+    figures = (
+        "![makespan / single latency against N](provision_makespan.png)\n\n"
+        "![order latency percentiles per burst](provision_latency.png)\n"
+    )
+    return f"{text}\n{figures}", _passed(results)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+    try:
+        results, notes = _measure_all(config)
+    except KeyboardInterrupt:
+        print("interrupted: stopping children and dropping scratch databases", file=sys.stderr)
+        return 130
+    write_report(report(config, results, notes), config.output)
+    return 0 if _passed(results) else 1
 
 
 if __name__ == "__main__":
