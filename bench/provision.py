@@ -884,9 +884,9 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         "--workers",
         type=int,
         nargs="+",
-        default=[1],
+        default=[1, 3],
         help="worker processes per run; 1 = `dcibridge serve` with its embedded worker, "
-        "K > 1 = `serve --no-worker` + K `dcibridge worker` (default 1)",
+        "K > 1 = `serve --no-worker` + K `dcibridge worker`, on PostgreSQL only (default 1 3)",
     )
     parser.add_argument(
         "--op-seconds",
