@@ -16,7 +16,7 @@ from app.orders.models import Operation, OperationStep, Order
 
 Checkpoint = Callable[["StepContext"], Awaitable[None]]
 ClaimServer = Callable[[list[int]], Awaitable[int | None]]
-ClaimedServers = Callable[[], Awaitable[set[int]]]
+ServersAwaitingOwner = Callable[[], Awaitable[set[int]]]
 
 
 @dataclass
@@ -41,7 +41,7 @@ class StepContext:
     now: datetime
     checkpoint_fn: Checkpoint
     claim_server_fn: ClaimServer
-    claimed_servers_fn: ClaimedServers
+    awaiting_owner_fn: ServersAwaitingOwner
     result: dict[str, Any] = field(default_factory=dict)
     order_updates: dict[str, Any] = field(default_factory=dict)
     customer_updates: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +88,7 @@ class StepContext:
 
     async def servers_awaiting_owner(self) -> set[int]:
         """Servers our orders claimed whose owner DCImanager may not show yet."""
-        return await self.claimed_servers_fn()
+        return await self.awaiting_owner_fn()
 
     def customer_password(self) -> str | None:
         ciphertext = self.operation.secret_ciphertext

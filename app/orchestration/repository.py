@@ -15,6 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.orchestration.models import WorkerHeartbeat
 from app.orders.models import (
+    LIVE_STATUSES,
     Operation,
     OperationKind,
     OperationStatus,
@@ -25,8 +26,6 @@ from app.orders.models import (
 )
 
 UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
-# Orders that hold their server (the statuses of the unique index's predicate).
-LIVE_STATUSES = (OrderStatus.PROVISIONING, OrderStatus.ACTIVE, OrderStatus.SUSPENDED)
 
 
 def _runnable(now: datetime) -> list[ColumnElement[bool]]:

@@ -114,10 +114,16 @@ class OperationRunner:
         if renewed is None or time.monotonic() - renewed > self._write_window:
             raise LeaseLost(operation_id)
 
-    async def _renew(self, queue: QueueRepository, operation_id: int) -> bool:
+    async def _renew(
+        self, queue: QueueRepository, operation_id: int, now: datetime | None = None
+    ) -> bool:
+        """Renew the lease from ``now`` (the transaction's own timestamp, if it has one)."""
         started = time.monotonic()
         renewed = await queue.renew(
-            operation_id=operation_id, worker_id=self._worker_id, now=utcnow(), lease=self._lease
+            operation_id=operation_id,
+            worker_id=self._worker_id,
+            now=now or utcnow(),
+            lease=self._lease,
         )
         if renewed:
             self.lease_renewed([operation_id], at=started)
@@ -176,7 +182,7 @@ class OperationRunner:
         async with self._deps.sessionmaker() as session, session.begin():
             queue = QueueRepository(session)
             now = utcnow()
-            if not await self._renew(queue, operation_id):
+            if not await self._renew(queue, operation_id, now):
                 return _LEAVE
             operation = await queue.get_operation(operation_id)
             if operation is None or operation.status in _FINAL_OPERATIONS:
@@ -250,7 +256,7 @@ class OperationRunner:
             now=now,
             checkpoint_fn=self._checkpoint,
             claim_server_fn=lambda ids: self._claim_server(operation.id, order.id, ids),
-            claimed_servers_fn=lambda: self._claimed_servers(order.configuration),
+            awaiting_owner_fn=lambda: self._servers_awaiting_owner(order.configuration),
         )
 
     # -- no transaction: DCImanager --------------------------------------------
@@ -286,7 +292,7 @@ class OperationRunner:
         async with deps.sessionmaker() as session, session.begin():
             queue = QueueRepository(session)
             now = utcnow()
-            if not await self._renew(queue, ctx.operation.id):
+            if not await self._renew(queue, ctx.operation.id, now):
                 log.warning(f"{kind}.step.lease_lost")
                 return _LEAVE
             operation, order, customer, steps = await self._load(session, ctx)
@@ -376,7 +382,7 @@ class OperationRunner:
                 raise LeaseLost(operation_id)
             return await queue.claim_one_of(order_id=order_id, server_ids=server_ids)
 
-    async def _claimed_servers(self, configuration: str) -> set[int]:
+    async def _servers_awaiting_owner(self, configuration: str) -> set[int]:
         async with self._deps.sessionmaker() as session:
             return await QueueRepository(session).servers_awaiting_owner(configuration)
 

@@ -163,7 +163,8 @@ class Worker:
                         )
                 # Only once committed: until then the renewal may not have happened.
                 self._runner.lease_renewed(renewed, at=started)
-                self._runner.leases_lost([i for i in self._running if i not in set(renewed)])
+                kept = set(renewed)
+                self._runner.leases_lost([i for i in self._running if i not in kept])
             except Exception:
                 log.exception("worker.heartbeat_failed")
             await asyncio.sleep(self._settings.worker_heartbeat_seconds)

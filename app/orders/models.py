@@ -72,7 +72,13 @@ class StepStatus(enum.StrEnum):
     COMPENSATED = "compensated"
 
 
-_LIVE_ORDER_SQL = "status IN ('provisioning', 'active', 'suspended') AND dci_server_id IS NOT NULL"
+# Orders that hold their server; the unique index below and the server claim
+# both go by this list.
+LIVE_STATUSES = (OrderStatus.PROVISIONING, OrderStatus.ACTIVE, OrderStatus.SUSPENDED)
+_LIVE_ORDER_SQL = (
+    f"status IN ({', '.join(repr(status.value) for status in LIVE_STATUSES)}) "
+    "AND dci_server_id IS NOT NULL"
+)
 
 
 class Order(TimestampedMixin, Base):

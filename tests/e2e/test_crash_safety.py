@@ -141,11 +141,7 @@ async def test_provision_survives_a_worker_killed_at(
     await _expire_leases_of(db_engine, crashing)
     recovering = workers.start()
     order = await _settled(bridge, order["id"])
-    # The crash may have come after the operation settled (its last step's record
-    # settles it); stop the recovering worker only once it is up, so that it shuts
-    # down gracefully rather than dying of SIGTERM during start-up.
-    await recovering.wait_for_event("worker.started")
-    assert await recovering.stop() == 0, recovering.tail()
+    await _stop_gracefully(recovering)
 
     operation = order["operations"][0]
     assert order["status"] == "active", _explain(order, recovering)
@@ -203,11 +199,7 @@ async def test_terminate_survives_a_worker_killed_at(
     await _expire_leases_of(db_engine, crashing)
     recovering = workers.start()
     order = await _settled(bridge, order["id"])
-    # The crash may have come after the operation settled (its last step's record
-    # settles it); stop the recovering worker only once it is up, so that it shuts
-    # down gracefully rather than dying of SIGTERM during start-up.
-    await recovering.wait_for_event("worker.started")
-    assert await recovering.stop() == 0, recovering.tail()
+    await _stop_gracefully(recovering)
 
     terminate = order["operations"][-1]
     assert terminate["kind"] == "terminate"
@@ -254,11 +246,7 @@ async def test_a_dead_workers_lease_runs_out_on_its_own(
 
     recovering = workers.start()
     order = await _settled(bridge, order["id"])
-    # The crash may have come after the operation settled (its last step's record
-    # settles it); stop the recovering worker only once it is up, so that it shuts
-    # down gracefully rather than dying of SIGTERM during start-up.
-    await recovering.wait_for_event("worker.started")
-    assert await recovering.stop() == 0, recovering.tail()
+    await _stop_gracefully(recovering)
     assert order["status"] == "active", _explain(order, recovering)
     completed = [
         e.get("step")
@@ -322,3 +310,12 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 def _explain(order: dict[str, Any], worker: ManagedProcess) -> str:
     return f"order: {order}\nworker log:\n{worker.tail()}"
+
+
+async def _stop_gracefully(worker: ManagedProcess) -> None:
+    # The crash may have come after the operation settled (its last step's record
+    # settles it), so the operation can be final before this worker is even up: stop
+    # it only once it is, so that it shuts down gracefully rather than dying of
+    # SIGTERM during start-up.
+    await worker.wait_for_event("worker.started")
+    assert await worker.stop() == 0, worker.tail()
