@@ -202,9 +202,14 @@ async def test_a_worker_whose_heartbeat_stalls_stops_writing_before_its_lease_is
     """
     await simulator.faults(latency_ms=1000)
     order = await bridge.create("svc-stalled-heartbeat", ipv4_count=2)
-    stalled = workers.start(DCIBRIDGE_WORKER_HEARTBEAT_SECONDS="600")
+    # Each takeover counts as an attempt of the step taken over; a generous budget
+    # keeps this test about what the stalled worker writes, not about that count.
+    attempts = "30"
+    stalled = workers.start(
+        DCIBRIDGE_WORKER_HEARTBEAT_SECONDS="600", DCIBRIDGE_STEP_MAX_ATTEMPTS=attempts
+    )
     await _step_running(bridge, order["id"], "allocate_ips")
-    healthy = workers.start()
+    healthy = workers.start(DCIBRIDGE_STEP_MAX_ATTEMPTS=attempts)
     settled = await bridge.settle(order["id"], timeout=SETTLE_TIMEOUT)
     await simulator.faults(latency_ms=0)
     for worker in (stalled, healthy):
