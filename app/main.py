@@ -24,6 +24,7 @@ from app.health.checks import (
 from app.health.endpoints import router as health_router
 from app.health.metrics import router as metrics_router
 from app.idempotency.middleware import IdempotencyMiddleware
+from app.kit.db import read_only
 from app.kit.errors import install_error_handlers
 from app.kit.logging import configure_logging
 from app.kit.middleware import RequestContextMiddleware
@@ -65,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state
         state.runtime = runtime
         state.sessionmaker = runtime.sessionmaker
+        state.read_engine = read_only(runtime.engine)
         state.secrets = runtime.secrets
         state.stock = runtime.stock
         state.readiness_checks = _readiness_checks(runtime)

@@ -308,7 +308,7 @@ async def redeliver_callback(
         raise NotFound(f"No callback {event_id}.")
     previous = event.status.value
     redelivered = await callbacks.redeliver(
-        session, client=client, event_id=event_id, settings=settings
+        session, client=client.as_caller(), event_id=event_id, settings=settings
     )
     await _audit(
         session,

@@ -1,21 +1,23 @@
 """The FastAPI dependencies that check ``Authorization: Bearer <key>``.
 
 The key is looked up in the database on every request, so a revoked key stops
-working at once. Two flavours differ only in which transaction does the lookup:
+working at once. The flavours differ only in which transaction does the lookup:
 
 - ``require_scope``: a short transaction of its own, ended before the handler
-  runs. For handlers that may wait on something else (DCImanager) before their
-  own database work: the request's transaction then starts only when the handler
-  touches the database, so it is not held meanwhile (on SQLite: the write lock).
-- ``require_scope_in_request``: the request's own read-only session
-  (``ReadSessionDep``). For handlers that only read: one connection checkout and
-  one transaction per request instead of two, which is most of what a simple
-  read costs.
+  runs. For handlers that wait on something else (DCImanager) while they hold
+  their session: the key's check then holds nothing meanwhile.
+- ``require_scope_in_request``: the request's read-only session
+  (``ReadSessionDep``), for handlers that only read.
+- ``require_scope_in_write``: the request's own session (``SessionDep``), for
+  handlers that write and wait on nothing once they touch the database.
+
+The last two make one connection checkout per request instead of two, which is
+most of what a simple request costs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from fastapi import Depends, Request
@@ -24,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import service
 from app.auth.exceptions import InvalidApiKey, MissingScope
-from app.auth.models import ApiClient
+from app.auth.models import Caller
 from app.auth.scopes import Scope, grants
-from app.kit.db import ReadSessionDep
+from app.kit.db import get_read_session, get_session
 
 _bearer = HTTPBearer(
     auto_error=False, description="An API key issued by `dcibridge api-key create`."
@@ -39,7 +41,7 @@ def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
-def _authorize(request: Request, client: ApiClient, needed: Scope) -> ApiClient:
+def _authorize(request: Request, client: Caller, needed: Scope) -> Caller:
     structlog.contextvars.bind_contextvars(api_client=client.name)
     if not grants(client.scopes, needed):
         raise MissingScope(needed)
@@ -47,11 +49,11 @@ def _authorize(request: Request, client: ApiClient, needed: Scope) -> ApiClient:
     return client
 
 
-def require_scope(needed: Scope) -> Callable[..., Awaitable[ApiClient]]:
+def require_scope(needed: Scope) -> Callable[..., Awaitable[Caller]]:
     async def dependency(
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    ) -> ApiClient:
+    ) -> Caller:
         token = _token(credentials)
         sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
         async with sessionmaker() as session, session.begin():
@@ -61,16 +63,26 @@ def require_scope(needed: Scope) -> Callable[..., Awaitable[ApiClient]]:
     return dependency
 
 
-def require_scope_in_request(needed: Scope) -> Callable[..., Awaitable[ApiClient]]:
+def _in_session(
+    needed: Scope, session_dependency: Callable[[Request], AsyncIterator[AsyncSession]]
+) -> Callable[..., Awaitable[Caller]]:
     async def dependency(
         request: Request,
-        session: ReadSessionDep,
+        # The handler's own session (FastAPI resolves a dependency once per
+        # request); a refused key rolls it back like any error.
+        session: AsyncSession = Depends(session_dependency, scope="function"),
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    ) -> ApiClient:
-        token = _token(credentials)
-        # The handler's own ReadSessionDep is this same session (FastAPI resolves a
-        # dependency once per request); a refused key rolls it back like any error.
-        client = await service.authenticate(session, token)
+    ) -> Caller:
+        client = await service.authenticate(session, _token(credentials))
         return _authorize(request, client, needed)
 
     return dependency
+
+
+def require_scope_in_request(needed: Scope) -> Callable[..., Awaitable[Caller]]:
+    return _in_session(needed, get_read_session)
+
+
+def require_scope_in_write(needed: Scope) -> Callable[..., Awaitable[Caller]]:
+    """The handler's transaction starts with this check."""
+    return _in_session(needed, get_session)

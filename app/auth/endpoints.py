@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from app.auth.dependencies import require_scope
-from app.auth.models import ApiClient
+from app.auth.models import Caller
 from app.auth.schemas import Ping, WhoAmI
 from app.auth.scopes import Scope
 from app.dci.exceptions import DCIError
@@ -24,7 +24,7 @@ router = APIRouter(tags=["auth"])
     response_model=WhoAmI,
     responses=problem_responses(401, 403),
 )
-async def whoami(client: Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_READ))]) -> WhoAmI:
+async def whoami(client: Annotated[Caller, Depends(require_scope(Scope.ORDERS_READ))]) -> WhoAmI:
     return WhoAmI(name=client.name, scopes=list(client.scopes))
 
 
@@ -37,7 +37,7 @@ async def whoami(client: Annotated[ApiClient, Depends(require_scope(Scope.ORDERS
     responses=problem_responses(401, 403, 503),
 )
 async def ping(
-    request: Request, client: Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_READ))]
+    request: Request, client: Annotated[Caller, Depends(require_scope(Scope.ORDERS_READ))]
 ) -> Ping:
     state = request.app.state
     started = time.perf_counter()

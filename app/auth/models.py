@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import JSON, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,3 +24,15 @@ class ApiClient(TimestampedMixin, Base):
     # (encrypted: it must be readable to sign with it).
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     callback_secret_ciphertext: Mapped[str | None] = mapped_column(Text)
+
+    def as_caller(self) -> Caller:
+        return Caller(id=self.id, name=self.name, scopes=tuple(self.scopes))
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The API client behind an accepted key: what a request needs to know of it."""
+
+    id: int
+    name: str
+    scopes: tuple[str, ...]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 
 
 class Scope(enum.StrEnum):
@@ -14,5 +15,5 @@ class Scope(enum.StrEnum):
 DEFAULT_SCOPES = (Scope.ORDERS_READ, Scope.ORDERS_WRITE)
 
 
-def grants(held: list[str], needed: Scope) -> bool:
+def grants(held: Collection[str], needed: Scope) -> bool:
     return Scope.ADMIN in held or needed in held

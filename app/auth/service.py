@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.exceptions import ApiClientExists, ApiClientNotFound, InvalidApiKey
-from app.auth.models import ApiClient
+from app.auth.models import ApiClient, Caller
 from app.auth.repository import ApiClientRepository
 from app.auth.scopes import Scope
 from app.kit.crypto import SecretBox
@@ -52,11 +52,11 @@ async def create_client(session: AsyncSession, *, name: str, scopes: Iterable[Sc
     return IssuedKey(client=client, raw_key=raw_key)
 
 
-async def authenticate(session: AsyncSession, raw_key: str) -> ApiClient:
-    client = await ApiClientRepository(session).get_by_key_hash(hash_key(raw_key))
-    if client is None or not client.enabled:
+async def authenticate(session: AsyncSession, raw_key: str) -> Caller:
+    caller = await ApiClientRepository(session).enabled_caller(hash_key(raw_key))
+    if caller is None:
         raise InvalidApiKey()
-    return client
+    return caller
 
 
 async def list_clients(session: AsyncSession) -> Sequence[ApiClient]:

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from app.auth.dependencies import require_scope
-from app.auth.models import ApiClient
+from app.auth.models import Caller
 from app.auth.scopes import Scope
 from app.callbacks import service
 from app.callbacks.models import CallbackStatus
@@ -16,8 +16,8 @@ from app.kit.params import IdPath, IdQuery, PageLimit
 
 router = APIRouter(tags=["callbacks"])
 
-Reader = Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_READ))]
-Writer = Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_WRITE))]
+Reader = Annotated[Caller, Depends(require_scope(Scope.ORDERS_READ))]
+Writer = Annotated[Caller, Depends(require_scope(Scope.ORDERS_WRITE))]
 
 
 @router.get(

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.models import ApiClient
+from app.auth.models import Caller
 from app.callbacks.models import CallbackStatus
 from app.callbacks.repository import CallbackRepository
 from app.callbacks.schemas import CallbackOut
@@ -21,7 +21,7 @@ class CallbackNotFound(NotFound):
         super().__init__(f"No callback {event_id} for this API client.")
 
 
-async def get_callback(session: AsyncSession, *, client: ApiClient, event_id: int) -> CallbackOut:
+async def get_callback(session: AsyncSession, *, client: Caller, event_id: int) -> CallbackOut:
     event = await CallbackRepository(session).get_for_client(
         event_id=event_id, api_client_id=client.id
     )
@@ -33,7 +33,7 @@ async def get_callback(session: AsyncSession, *, client: ApiClient, event_id: in
 async def list_callbacks(
     session: AsyncSession,
     *,
-    client: ApiClient,
+    client: Caller,
     order_id: int | None,
     status: CallbackStatus | None,
     cursor: str | None,
@@ -51,7 +51,7 @@ async def list_callbacks(
 
 
 async def redeliver(
-    session: AsyncSession, *, client: ApiClient, event_id: int, settings: Settings
+    session: AsyncSession, *, client: Caller, event_id: int, settings: Settings
 ) -> CallbackOut:
     """Send the event again (same ``webhook-id``), now, whatever became of it before."""
     repository = CallbackRepository(session)

@@ -11,15 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.idempotency.models import IdempotencyKey, IdempotencyStatus
-
-
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+from app.kit.db import upsert_into
 
 
 async def insert_in_progress(
@@ -38,9 +33,8 @@ async def insert_in_progress(
     reports the conflict without aborting ours, and on SQLite the transaction
     already holds the write lock, so both answer "exists" without a savepoint.
     """
-    insert = pg_insert if _is_postgres(session) else sqlite_insert
     statement = (
-        insert(IdempotencyKey)
+        upsert_into(session, IdempotencyKey)
         .values(
             scope=scope,
             key=key,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, exists, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.kit.db import upsert_into
 from app.orchestration.models import WorkerHeartbeat
 from app.orders.models import (
     LIVE_STATUSES,
@@ -26,6 +26,9 @@ from app.orders.models import (
 )
 
 UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+# Built once: the values come as execution parameters.
+_INSERT_OPERATION = insert(cast(Table, Operation.__table__)).returning(Operation.__table__.c.id)
+_INSERT_STEPS = insert(cast(Table, OperationStep.__table__))
 
 
 def _runnable(now: datetime) -> list[ColumnElement[bool]]:
@@ -105,6 +108,50 @@ class QueueRepository:
             .execution_options(synchronize_session=False)
         )
 
+    async def add_operation(
+        self,
+        *,
+        order_id: int,
+        kind: OperationKind,
+        params: dict[str, Any],
+        secret_ciphertext: str | None,
+        step_names: Sequence[str],
+        now: datetime,
+    ) -> int:
+        """A queued operation and its pending steps, in two statements."""
+        operation_id: int = (
+            await self.session.execute(
+                _INSERT_OPERATION,
+                {
+                    "order_id": order_id,
+                    "kind": kind,
+                    "status": OperationStatus.QUEUED,
+                    "params": params,
+                    "secret_ciphertext": secret_ciphertext,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+        ).scalar_one()
+        await self.session.execute(
+            _INSERT_STEPS,
+            [
+                {
+                    "operation_id": operation_id,
+                    "position": position,
+                    "name": name,
+                    "status": StepStatus.PENDING,
+                    "attempts": 0,
+                    "result": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for position, name in enumerate(step_names)
+            ],
+        )
+        return operation_id
+
     async def get_operation(self, operation_id: int) -> Operation | None:
         return await self.session.get(Operation, operation_id, populate_existing=True)
 
@@ -181,8 +228,7 @@ class QueueRepository:
             "heartbeat_at": heartbeat.heartbeat_at,
             "running_operations": heartbeat.running_operations,
         }
-        insert = pg_insert if self._is_postgres else sqlite_insert
-        statement = insert(WorkerHeartbeat).values(**values)
+        statement = upsert_into(self.session, WorkerHeartbeat).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=[WorkerHeartbeat.id],
             set_={

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -12,6 +14,7 @@ from app.kit.crypto import SecretBox
 from app.kit.errors import DCIBridgeError, NotFound
 from app.kit.models import utcnow
 from app.orchestration.flows import PROVISION_STEPS, steps_for
+from app.orchestration.repository import QueueRepository
 from app.orders.models import (
     Operation,
     OperationKind,
@@ -23,31 +26,47 @@ from app.orders.models import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedOperation:
+    """What was written: enough to answer billing without reading it back."""
+
+    id: int
+    order_id: int
+    kind: OperationKind
+    params: dict[str, Any]
+    step_names: list[str]
+    created_at: datetime
+
+
 async def enqueue(
     session: AsyncSession,
     *,
-    order: Order,
+    order_id: int,
     kind: OperationKind,
     params: dict[str, Any],
     settings: Settings,
     secrets: SecretBox,
     password: str | None = None,
-) -> Operation:
+) -> QueuedOperation:
     """Write the operation and its steps in the caller's transaction (no dual write)."""
-    operation = Operation(
-        order_id=order.id,
+    now = utcnow()
+    step_names = steps_for(kind, settings)
+    operation_id = await QueueRepository(session).add_operation(
+        order_id=order_id,
         kind=kind,
         params=params,
         secret_ciphertext=secrets.encrypt(password) if password else None,
+        step_names=step_names,
+        now=now,
     )
-    session.add(operation)
-    await session.flush()
-    session.add_all(
-        OperationStep(operation_id=operation.id, name=name, position=position, result={})
-        for position, name in enumerate(steps_for(kind, settings))
+    return QueuedOperation(
+        id=operation_id,
+        order_id=order_id,
+        kind=kind,
+        params=params,
+        step_names=step_names,
+        created_at=now,
     )
-    await session.flush()
-    return operation
 
 
 class OperationActionRefused(DCIBridgeError):

@@ -6,8 +6,8 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response, status
 from pydantic import SecretStr
 
-from app.auth.dependencies import require_scope, require_scope_in_request
-from app.auth.models import ApiClient
+from app.auth.dependencies import require_scope_in_request, require_scope_in_write
+from app.auth.models import Caller
 from app.auth.scopes import Scope
 from app.kit.db import ReadSessionDep, SessionDep
 from app.kit.openapi import problem_responses
@@ -27,15 +27,27 @@ from app.orders.schemas import (
     UnsuspendRequest,
 )
 from app.orders.waiting import wait_until_settled
+from app.stock.cache import StockCache
 
 router = APIRouter(tags=["orders"])
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Reads go straight to the database: the key is checked in their own transaction.
-# Writes may wait on DCImanager first (the configurations an order is checked
-# against), so their key is checked in a short transaction of its own.
-Reader = Annotated[ApiClient, Depends(require_scope_in_request(Scope.ORDERS_READ))]
-Writer = Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_WRITE))]
+# The key is checked in the request's own session: one connection per request.
+Reader = Annotated[Caller, Depends(require_scope_in_request(Scope.ORDERS_READ))]
+Writer = Annotated[Caller, Depends(require_scope_in_write(Scope.ORDERS_WRITE))]
+
+
+async def _known_configurations(request: Request) -> frozenset[str] | None:
+    stock: StockCache = request.app.state.stock
+    return await stock.known_configurations()
+
+
+# DCImanager's configurations, which a new order is checked against. As a
+# dependency declared before the key check, it is resolved before the request's
+# transaction begins, so nothing is held while DCImanager answers. An unknown
+# key may thus cause a refresh, but the cache makes that one fetch per period
+# however many requests ask.
+KnownConfigurations = Annotated[frozenset[str] | None, Depends(_known_configurations)]
 
 
 def _wake_worker(request: Request, background: BackgroundTasks) -> None:
@@ -46,16 +58,13 @@ def _wake_worker(request: Request, background: BackgroundTasks) -> None:
 
 
 async def _honour_wait(
-    request: Request, response: Response, session: SessionDep, operation_id: int
+    request: Request, response: Response, session: SessionDep, operation_id: int, wait: int
 ) -> None:
     """Apply ``Prefer: wait=N``: 200 once the operation settled, 202 if N ran out.
 
     The request's own transaction is committed first: the accepted work must be
     durable (and visible to the worker) before anyone waits for it.
     """
-    wait = requested_wait(request.headers.get("prefer"))
-    if wait is None:
-        return
     await session.commit()
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
@@ -80,6 +89,7 @@ async def _honour_wait(
 )
 async def create_order(
     data: OrderCreate,
+    known_configurations: KnownConfigurations,
     client: Writer,
     session: SessionDep,
     request: Request,
@@ -91,7 +101,7 @@ async def create_order(
         session,
         client=client,
         data=data,
-        stock=state.stock,
+        known_configurations=known_configurations,
         settings=state.settings,
         secrets=state.secrets,
     )
@@ -100,12 +110,12 @@ async def create_order(
         _wake_worker(request, background)
     else:
         response.status_code = status.HTTP_200_OK
-    # Only a request that waits needs the provision operation's id: a query saved
-    # on every other one.
-    if requested_wait(request.headers.get("prefer")) is not None:
-        operation_id = await service.provision_operation_id(session, order.id)
-        await _honour_wait(request, response, session, operation_id)
-    return await service.order_out(session, order.id)
+    wait = requested_wait(request.headers.get("prefer"))
+    if wait is None:
+        return order
+    operation_id = await service.provision_operation_id(session, order.id)
+    await _honour_wait(request, response, session, operation_id, wait)
+    return await service.get_order(session, client=client, order_id=order.id)
 
 
 @router.get(
@@ -196,7 +206,10 @@ class OperationRequest:
             password=password.get_secret_value() if password else None,
         )
         _wake_worker(self.request, self.background)
-        await _honour_wait(self.request, self.response, self.session, operation.id)
+        wait = requested_wait(self.request.headers.get("prefer"))
+        if wait is None:
+            return operation
+        await _honour_wait(self.request, self.response, self.session, operation.id, wait)
         return await service.get_operation(
             self.session, client=self.client, operation_id=operation.id
         )

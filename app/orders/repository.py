@@ -2,28 +2,105 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import selectinload
 
 from app.customers.models import Customer
-from app.orders.models import Operation, OperationKind, OperationStatus, Order, OrderStatus
+from app.kit.db import prebuilt_upsert
+from app.orders.models import (
+    Operation,
+    OperationKind,
+    OperationStatus,
+    OperationStep,
+    Order,
+    OrderStatus,
+)
 
 _UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+_customers = Customer.__table__.c
+_orders = Order.__table__.c
+_operations = Operation.__table__.c
+_steps = OperationStep.__table__.c
+
+# Orders with their customer, operations and steps in one statement, a row per
+# step, as plain rows: an order has a handful of operations of a few steps each,
+# so the joined rows stay few, and this is the API's most frequent read, where a
+# saved round trip or ORM object counts.
 _HISTORY = (
-    selectinload(Order.customer),
-    selectinload(Order.operations).selectinload(Operation.steps),
+    select(
+        _orders.id,
+        _orders.external_id,
+        _orders.status,
+        _orders.configuration,
+        _orders.os_template_id,
+        _orders.ipv4_count,
+        _orders.hostname,
+        _orders.dci_server_id,
+        _orders.ip_addresses,
+        _orders.suspension_reason,
+        _orders.failure_reason,
+        _orders.created_at,
+        _orders.updated_at,
+        _customers.external_id.label("customer_external_id"),
+        _customers.email.label("customer_email"),
+        _customers.name.label("customer_name"),
+        _operations.id.label("operation_id"),
+        _operations.kind.label("operation_kind"),
+        _operations.status.label("operation_status"),
+        _operations.params.label("operation_params"),
+        _operations.attempts.label("operation_attempts"),
+        _operations.error_code.label("operation_error_code"),
+        _operations.error.label("operation_error"),
+        _operations.created_at.label("operation_created_at"),
+        _operations.started_at.label("operation_started_at"),
+        _operations.finished_at.label("operation_finished_at"),
+        _steps.name.label("step_name"),
+        _steps.status.label("step_status"),
+        _steps.attempts.label("step_attempts"),
+        _steps.dci_task_id.label("step_dci_task_id"),
+        _steps.last_error.label("step_last_error"),
+        _steps.next_attempt_at.label("step_next_attempt_at"),
+        _steps.started_at.label("step_started_at"),
+        _steps.finished_at.label("step_finished_at"),
+    )
+    .select_from(Order.__table__)
+    .join(Customer.__table__, _customers.id == _orders.customer_id)
+    .outerjoin(Operation.__table__, _operations.order_id == _orders.id)
+    .outerjoin(OperationStep.__table__, _steps.operation_id == _operations.id)
 )
-# One order's history in a single statement: an order has a handful of operations
-# of a few steps each, so the joined rows stay few, and every statement saved is a
-# database round trip saved on the API's most frequent read.
-_ONE_HISTORY = (
-    joinedload(Order.customer, innerjoin=True),
-    joinedload(Order.operations).joinedload(Operation.steps),
-)
+HistoryRow = Row[*tuple[Any, ...]]
+_ONE_HISTORY = _HISTORY.where(
+    _orders.id == bindparam("order_id"), _orders.api_client_id == bindparam("api_client_id")
+).order_by(_operations.id, _steps.position)
+_ONE_HISTORY_BY_EXTERNAL_ID = _HISTORY.where(
+    _orders.api_client_id == bindparam("api_client_id"),
+    _orders.external_id == bindparam("external_id"),
+).order_by(_operations.id, _steps.position)
+
+
+def _customer_upsert(insert: Callable[[Any], Any]) -> Any:
+    statement = insert(Customer.__table__)
+    return statement.on_conflict_do_update(
+        index_elements=[_customers.api_client_id, _customers.external_id],
+        set_={"external_id": statement.excluded.external_id},
+    ).returning(_customers.id, _customers.email, _customers.name)
+
+
+def _order_insert(insert: Callable[[Any], Any]) -> Any:
+    return (
+        insert(Order.__table__)
+        .on_conflict_do_nothing(index_elements=[_orders.api_client_id, _orders.external_id])
+        .returning(_orders.id)
+    )
+
+
+_CUSTOMER_UPSERT = prebuilt_upsert(_customer_upsert)
+_ORDER_INSERT = prebuilt_upsert(_order_insert)
 
 
 class OrderRepository:
@@ -45,22 +122,19 @@ class OrderRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def with_history(
-        self, order_id: int, *, api_client_id: int | None = None
-    ) -> Order | None:
-        """The order with its customer, operations and their steps; with
-        ``api_client_id``, only if it belongs to that client."""
-        statement = (
-            select(Order)
-            .where(Order.id == order_id)
-            .options(*_ONE_HISTORY)
-            .execution_options(populate_existing=True)
-        )
-        if api_client_id is not None:
-            statement = statement.where(Order.api_client_id == api_client_id)
-        return (await self.session.execute(statement)).unique().scalar_one_or_none()
+    async def history(self, *, order_id: int, api_client_id: int) -> Sequence[HistoryRow]:
+        """The client's order with its history (``_HISTORY``'s rows); none if the
+        order is not the client's."""
+        parameters = {"order_id": order_id, "api_client_id": api_client_id}
+        return (await self.session.execute(_ONE_HISTORY, parameters)).all()
 
-    async def list_for_client(
+    async def history_by_external_id(
+        self, *, api_client_id: int, external_id: str
+    ) -> Sequence[HistoryRow]:
+        parameters = {"api_client_id": api_client_id, "external_id": external_id}
+        return (await self.session.execute(_ONE_HISTORY_BY_EXTERNAL_ID, parameters)).all()
+
+    async def page_ids(
         self,
         *,
         api_client_id: int,
@@ -69,25 +143,32 @@ class OrderRepository:
         customer_external_id: str | None,
         before_id: int | None,
         limit: int,
-    ) -> Sequence[Order]:
+    ) -> Sequence[int]:
+        """Ids of the client's orders matching the filters, newest first."""
         statement = (
-            select(Order)
-            .where(Order.api_client_id == api_client_id)
-            .options(*_HISTORY)
-            .order_by(Order.id.desc())
+            select(_orders.id)
+            .where(_orders.api_client_id == api_client_id)
+            .order_by(_orders.id.desc())
             .limit(limit)
         )
         if external_id is not None:
-            statement = statement.where(Order.external_id == external_id)
+            statement = statement.where(_orders.external_id == external_id)
         if status is not None:
-            statement = statement.where(Order.status == status)
+            statement = statement.where(_orders.status == status)
         if customer_external_id is not None:
-            statement = statement.join(Customer, Customer.id == Order.customer_id).where(
-                Customer.external_id == customer_external_id
-            )
+            statement = statement.join(
+                Customer.__table__, _customers.id == _orders.customer_id
+            ).where(_customers.external_id == customer_external_id)
         if before_id is not None:
-            statement = statement.where(Order.id < before_id)
+            statement = statement.where(_orders.id < before_id)
         return (await self.session.execute(statement)).scalars().all()
+
+    async def histories(self, order_ids: Sequence[int]) -> Sequence[HistoryRow]:
+        """``_HISTORY``'s rows of these orders, newest order first."""
+        statement = _HISTORY.where(_orders.id.in_(order_ids)).order_by(
+            _orders.id.desc(), _operations.id, _steps.position
+        )
+        return (await self.session.execute(statement)).all()
 
     async def unfinished_operations(self, order_id: int) -> Sequence[Operation]:
         statement = (
@@ -115,40 +196,30 @@ class OrderRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def customer(self, *, api_client_id: int, external_id: str) -> Customer | None:
-        statement = select(Customer).where(
-            Customer.api_client_id == api_client_id, Customer.external_id == external_id
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
-
-    async def customer_or_new(
-        self, *, api_client_id: int, external_id: str, email: str, name: str
-    ) -> Customer:
-        """The client's customer with this external id, created if there is none yet.
+    async def customer_for_order(
+        self, *, api_client_id: int, external_id: str, email: str, name: str, now: datetime
+    ) -> Row[Any]:
+        """The client's customer with this external id (id, email, name), created if
+        there is none yet, in one statement.
 
         An existing customer is returned as it is: billing's later details do not
-        overwrite the ones the customer was first created with.
+        overwrite the ones the customer was first created with. The conflict's
+        no-op update is what makes RETURNING give the existing row; on PostgreSQL
+        it also waits for a concurrent request creating the same customer.
         """
-        customer = await self.customer(api_client_id=api_client_id, external_id=external_id)
-        if customer is not None:
-            return customer
-        customer = Customer(
-            api_client_id=api_client_id, external_id=external_id, email=email, name=name
-        )
-        try:
-            # Only the insert is undone if it loses, not the caller's transaction.
-            async with self.session.begin_nested():
-                await self.add(customer)
-        except IntegrityError:
-            # Another request for the same new customer inserted it between the
-            # lookup and this insert (on PostgreSQL the insert waited for that
-            # request to commit, so its row is visible now).
-            raced = await self.customer(api_client_id=api_client_id, external_id=external_id)
-            if raced is None:
-                raise
-            return raced
-        return customer
+        statement = _CUSTOMER_UPSERT(self.session)
+        values = {
+            "api_client_id": api_client_id,
+            "external_id": external_id,
+            "email": email,
+            "name": name,
+            "created_at": now,
+            "updated_at": now,
+        }
+        return (await self.session.execute(statement, values)).one()
 
-    async def add(self, *objects: object) -> None:
-        self.session.add_all(objects)
-        await self.session.flush()
+    async def insert_order(self, values: dict[str, Any]) -> int | None:
+        """The new order's id; None when the client already has an order with this
+        external id (the database decides, so concurrent twins cannot both win)."""
+        statement = _ORDER_INSERT(self.session)
+        return (await self.session.execute(statement, values)).scalar_one_or_none()

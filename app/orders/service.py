@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.models import ApiClient
+from app.auth.models import Caller
 from app.config import Settings
 from app.kit.crypto import SecretBox
-from app.kit.pagination import decode_cursor, split_page
-from app.orchestration.service import enqueue
+from app.kit.models import utcnow
+from app.kit.pagination import decode_cursor, encode_cursor
+from app.orchestration.service import QueuedOperation, enqueue
 from app.orders import lifecycle
 from app.orders.exceptions import (
     InvalidOrderState,
@@ -20,15 +21,15 @@ from app.orders.exceptions import (
     OrderNotFound,
     UnknownConfiguration,
 )
-from app.orders.models import Operation, OperationKind, Order, OrderStatus
-from app.orders.repository import OrderRepository
+from app.orders.models import OperationKind, OperationStatus, OrderStatus, StepStatus
+from app.orders.repository import HistoryRow, OrderRepository
 from app.orders.schemas import (
     CustomerOut,
     OperationOut,
     OrderCreate,
     OrderOut,
+    StepOut,
 )
-from app.stock.cache import StockCache
 
 log = structlog.get_logger(__name__)
 
@@ -38,81 +39,141 @@ _CURSOR_KIND = "o"
 async def create_order(
     session: AsyncSession,
     *,
-    client: ApiClient,
+    client: Caller,
     data: OrderCreate,
-    stock: StockCache,
+    known_configurations: frozenset[str] | None,
     settings: Settings,
     secrets: SecretBox,
-) -> tuple[Order, bool]:
-    """The order and whether it is new; billing's retry gets the existing one back."""
-    # DCImanager first, before this request's transaction begins: nothing is held
-    # while it answers.
-    known = await stock.known_configurations()
-    repository = OrderRepository(session)
-    existing = await repository.get_by_external_id(
-        api_client_id=client.id, external_id=data.external_id
-    )
-    if existing is not None:
-        return existing, False
-    if known is not None and data.configuration not in known:
-        raise UnknownConfiguration(data.configuration, known)
+) -> tuple[OrderOut, bool]:
+    """The order and whether it is new; billing's retry gets the existing one back.
 
-    try:
-        # A customer created here is undone with the order if the order loses.
-        async with session.begin_nested():
-            customer = await repository.customer_or_new(
-                api_client_id=client.id,
-                external_id=data.customer.external_id,
-                email=data.customer.email,
-                name=data.customer.name,
-            )
-            order = Order(
-                api_client_id=client.id,
-                external_id=data.external_id,
-                customer_id=customer.id,
-                configuration=data.configuration,
-                os_template_id=data.os_template_id,
-                ipv4_count=data.ipv4_count,
-                hostname=data.hostname,
-                ssh_keys=list(data.ssh_keys),
-                ip_addresses=[],
-                callback_url=str(data.callback_url) if data.callback_url else None,
-            )
-            await repository.add(order)
-    except IntegrityError:
-        # A concurrent request with the same external id won the insert.
-        raced = await repository.get_by_external_id(
+    ``known_configurations`` (None: DCImanager never answered, so the order is
+    accepted unchecked) is asked for before this request's transaction begins, so
+    nothing is held while DCImanager answers.
+    """
+    repository = OrderRepository(session)
+    if known_configurations is not None and data.configuration not in known_configurations:
+        rows = await repository.history_by_external_id(
             api_client_id=client.id, external_id=data.external_id
         )
-        if raced is None:
-            raise
-        return raced, False
+        if rows:
+            return orders_from_history(rows)[0], False
+        raise UnknownConfiguration(data.configuration, known_configurations)
 
-    await enqueue(
+    now = utcnow()
+    customer = await repository.customer_for_order(
+        api_client_id=client.id,
+        external_id=data.customer.external_id,
+        email=data.customer.email,
+        name=data.customer.name,
+        now=now,
+    )
+    order_id = await repository.insert_order(
+        {
+            "api_client_id": client.id,
+            "external_id": data.external_id,
+            "customer_id": customer.id,
+            "configuration": data.configuration,
+            "os_template_id": data.os_template_id,
+            "ipv4_count": data.ipv4_count,
+            "hostname": data.hostname,
+            "ssh_keys": list(data.ssh_keys),
+            "ip_addresses": [],
+            "status": OrderStatus.PROVISIONING,
+            "callback_url": str(data.callback_url) if data.callback_url else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    if order_id is None:
+        # Billing's retry, or a concurrent twin that won the insert. Nothing of this
+        # attempt stays (a customer it created would otherwise outlive it).
+        await session.rollback()
+        rows = await repository.history_by_external_id(
+            api_client_id=client.id, external_id=data.external_id
+        )
+        if not rows:  # pragma: no cover - the conflict was with a committed row
+            raise RuntimeError(f"order {data.external_id!r} conflicted but cannot be read")
+        return orders_from_history(rows)[0], False
+
+    operation = await enqueue(
         session,
-        order=order,
+        order_id=order_id,
         kind=OperationKind.PROVISION,
         params={"os_template_id": data.os_template_id, "ssh_keys": list(data.ssh_keys)},
         settings=settings,
         secrets=secrets,
         password=data.password.get_secret_value() if data.password else None,
     )
-    structlog.contextvars.bind_contextvars(order_id=order.id)
-    log.info("order.accepted", external_id=order.external_id, configuration=order.configuration)
-    return order, True
+    structlog.contextvars.bind_contextvars(order_id=order_id)
+    log.info("order.accepted", external_id=data.external_id, configuration=data.configuration)
+    # Built from what was just written: reading it back would double the work.
+    return (
+        OrderOut(
+            id=order_id,
+            external_id=data.external_id,
+            status=OrderStatus.PROVISIONING,
+            customer=CustomerOut(
+                external_id=data.customer.external_id,
+                email=customer.email,
+                name=customer.name,
+            ),
+            configuration=data.configuration,
+            os_template_id=data.os_template_id,
+            ipv4_count=data.ipv4_count,
+            hostname=data.hostname,
+            server_id=None,
+            ip_addresses=[],
+            suspension_reason=None,
+            failure_reason=None,
+            created_at=now,
+            updated_at=now,
+            operations=[queued_operation_out(operation)],
+        ),
+        True,
+    )
+
+
+def queued_operation_out(operation: QueuedOperation) -> OperationOut:
+    return OperationOut(
+        id=operation.id,
+        order_id=operation.order_id,
+        kind=operation.kind,
+        status=OperationStatus.QUEUED,
+        params=operation.params,
+        attempts=0,
+        error_code=None,
+        error=None,
+        created_at=operation.created_at,
+        started_at=None,
+        finished_at=None,
+        steps=[
+            StepOut(
+                name=name,
+                status=StepStatus.PENDING,
+                attempts=0,
+                dci_task_id=None,
+                last_error=None,
+                next_attempt_at=None,
+                started_at=None,
+                finished_at=None,
+            )
+            for name in operation.step_names
+        ],
+    )
 
 
 async def request_operation(
     session: AsyncSession,
     *,
-    client: ApiClient,
+    client: Caller,
     order_id: int,
     kind: OperationKind,
     params: dict[str, Any],
     settings: Settings,
     secrets: SecretBox,
     password: str | None = None,
-) -> Operation:
+) -> OperationOut:
     repository = OrderRepository(session)
     order = await repository.get_for_client(order_id=order_id, api_client_id=client.id, lock=True)
     if order is None:
@@ -129,7 +190,7 @@ async def request_operation(
         ) from None
     operation = await enqueue(
         session,
-        order=order,
+        order_id=order.id,
         kind=kind,
         params=params,
         settings=settings,
@@ -138,38 +199,32 @@ async def request_operation(
     )
     structlog.contextvars.bind_contextvars(order_id=order.id, operation_id=operation.id)
     log.info(f"{kind.value}.accepted")
-    return operation
-
-
-async def order_out(session: AsyncSession, order_id: int) -> OrderOut:
-    order = await OrderRepository(session).with_history(order_id)
-    if order is None:  # pragma: no cover - called with an order this request holds
-        raise OrderNotFound(order_id)
-    return to_order_out(order)
+    return queued_operation_out(operation)
 
 
 async def provision_operation_id(session: AsyncSession, order_id: int) -> int:
     return await OrderRepository(session).provision_operation_id(order_id)
 
 
-async def get_order(session: AsyncSession, *, client: ApiClient, order_id: int) -> OrderOut:
-    order = await OrderRepository(session).with_history(order_id, api_client_id=client.id)
-    if order is None:
+async def get_order(session: AsyncSession, *, client: Caller, order_id: int) -> OrderOut:
+    rows = await OrderRepository(session).history(order_id=order_id, api_client_id=client.id)
+    if not rows:
         raise OrderNotFound(order_id)
-    return to_order_out(order)
+    return orders_from_history(rows)[0]
 
 
 async def list_orders(
     session: AsyncSession,
     *,
-    client: ApiClient,
+    client: Caller,
     external_id: str | None,
     status: OrderStatus | None,
     customer_external_id: str | None,
     cursor: str | None,
     limit: int,
 ) -> tuple[list[OrderOut], str | None]:
-    orders = await OrderRepository(session).list_for_client(
+    repository = OrderRepository(session)
+    ids = await repository.page_ids(
         api_client_id=client.id,
         external_id=external_id,
         status=status,
@@ -177,12 +232,15 @@ async def list_orders(
         before_id=decode_cursor(_CURSOR_KIND, cursor) if cursor else None,
         limit=limit + 1,
     )
-    page, next_cursor = split_page(orders, kind=_CURSOR_KIND, limit=limit)
-    return [to_order_out(order) for order in page], next_cursor
+    page = ids[:limit]
+    next_cursor = encode_cursor(_CURSOR_KIND, page[-1]) if len(ids) > limit else None
+    if not page:
+        return [], None
+    return orders_from_history(await repository.histories(page)), next_cursor
 
 
 async def get_operation(
-    session: AsyncSession, *, client: ApiClient, operation_id: int
+    session: AsyncSession, *, client: Caller, operation_id: int
 ) -> OperationOut:
     operation = await OrderRepository(session).operation_for_client(
         operation_id=operation_id, api_client_id=client.id
@@ -192,21 +250,65 @@ async def get_operation(
     return OperationOut.model_validate(operation)
 
 
-def to_order_out(order: Order) -> OrderOut:
-    return OrderOut(
-        id=order.id,
-        external_id=order.external_id,
-        status=order.status,
-        customer=CustomerOut.model_validate(order.customer),
-        configuration=order.configuration,
-        os_template_id=order.os_template_id,
-        ipv4_count=order.ipv4_count,
-        hostname=order.hostname,
-        server_id=order.dci_server_id,
-        ip_addresses=list(order.ip_addresses),
-        suspension_reason=order.suspension_reason,
-        failure_reason=order.failure_reason,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        operations=[OperationOut.model_validate(op) for op in order.operations],
-    )
+def orders_from_history(rows: Sequence[HistoryRow]) -> list[OrderOut]:
+    """Orders from ``OrderRepository``'s history rows (one per step, grouped by order
+    and operation, in order)."""
+    orders: dict[int, OrderOut] = {}
+    operations: dict[int, OperationOut] = {}
+    for row in rows:
+        order = orders.get(row.id)
+        if order is None:
+            order = orders[row.id] = OrderOut(
+                id=row.id,
+                external_id=row.external_id,
+                status=row.status,
+                customer=CustomerOut(
+                    external_id=row.customer_external_id,
+                    email=row.customer_email,
+                    name=row.customer_name,
+                ),
+                configuration=row.configuration,
+                os_template_id=row.os_template_id,
+                ipv4_count=row.ipv4_count,
+                hostname=row.hostname,
+                server_id=row.dci_server_id,
+                ip_addresses=row.ip_addresses,
+                suspension_reason=row.suspension_reason,
+                failure_reason=row.failure_reason,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                operations=[],
+            )
+        if row.operation_id is None:
+            continue
+        operation = operations.get(row.operation_id)
+        if operation is None:
+            operation = operations[row.operation_id] = OperationOut(
+                id=row.operation_id,
+                order_id=row.id,
+                kind=row.operation_kind,
+                status=row.operation_status,
+                params=row.operation_params,
+                attempts=row.operation_attempts,
+                error_code=row.operation_error_code,
+                error=row.operation_error,
+                created_at=row.operation_created_at,
+                started_at=row.operation_started_at,
+                finished_at=row.operation_finished_at,
+                steps=[],
+            )
+            order.operations.append(operation)
+        if row.step_name is not None:
+            operation.steps.append(
+                StepOut(
+                    name=row.step_name,
+                    status=row.step_status,
+                    attempts=row.step_attempts,
+                    dci_task_id=row.step_dci_task_id,
+                    last_error=row.step_last_error,
+                    next_attempt_at=row.step_next_attempt_at,
+                    started_at=row.step_started_at,
+                    finished_at=row.step_finished_at,
+                )
+            )
+    return list(orders.values())

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from app.auth.dependencies import require_scope
-from app.auth.models import ApiClient
+from app.auth.models import Caller
 from app.auth.scopes import Scope
 from app.kit.db import SessionDep
 from app.kit.openapi import problem_responses
@@ -27,6 +27,6 @@ router = APIRouter(tags=["stock"])
 async def get_stock(
     request: Request,
     session: SessionDep,
-    client: Annotated[ApiClient, Depends(require_scope(Scope.ORDERS_READ))],
+    client: Annotated[Caller, Depends(require_scope(Scope.ORDERS_READ))],
 ) -> StockOut:
     return await service.current_stock(session, cache=request.app.state.stock)

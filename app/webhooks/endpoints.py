@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from app.auth.dependencies import require_scope
-from app.auth.models import ApiClient
+from app.auth.models import Caller
 from app.auth.scopes import Scope
 from app.config import Settings
 from app.kit.db import SessionDep
@@ -23,7 +23,7 @@ from app.webhooks.schemas import (
 
 router = APIRouter(tags=["webhooks"])
 
-Admin = Annotated[ApiClient, Depends(require_scope(Scope.ADMIN))]
+Admin = Annotated[Caller, Depends(require_scope(Scope.ADMIN))]
 SourcePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 

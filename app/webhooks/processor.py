@@ -156,7 +156,7 @@ class WebhookProcessor:
             async with session.begin_nested():
                 operation = await request_operation(
                     session,
-                    client=client,
+                    client=client.as_caller(),
                     order_id=order.id,
                     kind=todo.kind,
                     params=todo.params,

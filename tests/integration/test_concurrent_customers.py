@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.customers.models import Customer
 from app.orders.models import Order
-from app.orders.repository import OrderRepository
 from tests.conftest import ApiKeyFactory
 from tests.support.bridge import order_body
 
@@ -78,48 +76,42 @@ async def test_orders_of_one_new_customer_sent_together_are_all_accepted(
         assert len(orders) == ORDERS_PER_CUSTOMER
 
 
-@pytest.fixture
-def customer_created_after_lookup(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The first lookup of ``rival``'s external id misses, and its row is created
-    right after it, as by another request's committed insert: the insert that
-    follows is certain to meet the unique constraint."""
-    rival = _customer("cust-raced", "first@example.com")
-    original = OrderRepository.customer
-    missed = False
-
-    async def lookup(self: OrderRepository, *, api_client_id: int, external_id: str) -> Any:
-        nonlocal missed
-        if external_id != rival["external_id"] or missed:
-            return await original(self, api_client_id=api_client_id, external_id=external_id)
-        missed = True
-        row = {**rival, "api_client_id": api_client_id}
-        engine = self.session.bind
-        if engine.dialect.name == "sqlite":
-            # SQLite lets one transaction write at a time, and this request's holds
-            # the lock: the row can only come in through it.
-            await self.session.execute(insert(Customer).values(**row))
-        else:
-            async with AsyncSession(engine) as other, other.begin():
-                await other.execute(insert(Customer).values(**row))
-        return None
-
-    monkeypatch.setattr(OrderRepository, "customer", lookup)
-    return rival
-
-
-async def test_an_order_whose_new_customer_was_created_meanwhile_joins_that_customer(
-    billing: httpx.AsyncClient,
-    session: AsyncSession,
-    customer_created_after_lookup: dict[str, str],
+async def test_an_order_for_a_customer_that_exists_joins_it_as_first_created(
+    billing: httpx.AsyncClient, session: AsyncSession
 ) -> None:
-    rival = customer_created_after_lookup
-    body = order_body("svc-raced", customer=_customer(rival["external_id"], "second@example.com"))
+    first = await billing.post(
+        ORDERS, json=order_body("svc-first", customer=_customer("cust-known", "first@example.com"))
+    )
+    assert first.status_code == 202, first.text
 
-    response = await billing.post(ORDERS, json=body)
+    response = await billing.post(
+        ORDERS,
+        json=order_body("svc-second", customer=_customer("cust-known", "second@example.com")),
+    )
 
     assert response.status_code == 202, response.text
     # The customer as first created; the later request's details do not overwrite it.
-    assert response.json()["customer"]["email"] == rival["email"]
-    customers, orders = await _customers_and_orders(session, rival["external_id"])
+    assert response.json()["customer"]["email"] == "first@example.com"
+    customers, orders = await _customers_and_orders(session, "cust-known")
     assert len(customers) == 1
-    assert [order.external_id for order in orders] == ["svc-raced"]
+    assert customers[0].email == "first@example.com"
+    assert sorted(order.external_id for order in orders) == ["svc-first", "svc-second"]
+
+
+async def test_a_retry_naming_another_customer_creates_no_customer(
+    billing: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    accepted = await billing.post(
+        ORDERS, json=order_body("svc-retried", customer=_customer("cust-a", "a@example.com"))
+    )
+    assert accepted.status_code == 202, accepted.text
+
+    retried = await billing.post(
+        ORDERS, json=order_body("svc-retried", customer=_customer("cust-b", "b@example.com"))
+    )
+
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["id"] == accepted.json()["id"]
+    assert retried.json()["customer"]["external_id"] == "cust-a"
+    customers, _ = await _customers_and_orders(session, "cust-b")
+    assert customers == []
