@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = DEFAULT_SQLITE_URL
-    database_pool_size: int = Field(default=10, ge=1)
+    # Connections each process keeps open, and the most it opens: no overflow, since
+    # opening and closing connections under a steady load costs more than keeping them.
+    database_pool_size: int = Field(default=20, ge=1)
     database_echo: bool = False
 
     dci_url: AnyHttpUrl | None = None
@@ -77,7 +79,7 @@ class Settings(BaseSettings):
     # later. Finishing is noticed within that share of the wait, for a number of
     # looks that grows only with the logarithm of its length.
     task_poll_seconds: float = Field(default=5.0, gt=0)
-    task_poll_min_seconds: float = Field(default=0.5, gt=0)
+    task_poll_min_seconds: float = Field(default=1.0, gt=0)
     task_poll_growth: float = Field(default=0.1, ge=0)
     task_timeout_seconds: float = Field(default=7200.0, gt=0)
     stock_cache_seconds: float = Field(default=5.0, ge=0)

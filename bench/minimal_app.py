@@ -17,9 +17,9 @@ What must be equal for the comparison to mean something:
 - the database access layer. ``--engine dcibridge`` (the default) builds the
   engine with dcibridge's own ``app.kit.db.create_engine``: SQLAlchemy's async
   engine over asyncpg or aiosqlite, configured exactly as dcibridge runs it
-  (PostgreSQL: pool of 10 plus 10 overflow, pre-ping on every checkout; SQLite:
-  WAL, ``synchronous=NORMAL``, ``busy_timeout``, every transaction opened with
-  ``BEGIN IMMEDIATE``). ``--engine plain`` keeps the driver, pool bounds and
+  (a pool of 20 connections kept open, no overflow; PostgreSQL: pre-ping on every
+  checkout; SQLite: WAL, ``synchronous=NORMAL``, ``busy_timeout``, every
+  transaction opened with ``BEGIN IMMEDIATE``). ``--engine plain`` keeps the driver, pool bounds and
   SQLite durability but leaves the rest at SQLAlchemy's defaults (no pre-ping,
   SQLite's deferred transactions), to show what that configuration costs;
 - the server: ``uvicorn.run`` called exactly as ``dcibridge serve`` calls it (one
@@ -27,7 +27,8 @@ What must be equal for the comparison to mean something:
   log off), with the root logger at the same level.
 
 What dcibridge does beyond that (API-key check, request-id middleware and its
-log line, metrics, the ORM, the order's history) is what the benchmark measures.
+log line, metrics, the customer and the queued operation with its steps, the
+order's history) is what the benchmark measures.
 The table is created at start-up; point ``--database-url`` at a scratch database.
 """
 
@@ -130,14 +131,13 @@ def create_engine(database_url: str, *, pool_size: int, flavour: str = "dcibridg
         return dcibridge_engine(settings)
     if flavour != "plain":
         raise ValueError(f"unknown engine flavour {flavour!r}")
+    plain = create_async_engine(database_url, pool_size=pool_size, max_overflow=0)
     if database_url.startswith("sqlite"):
-        plain = create_async_engine(database_url)
         event.listen(plain.sync_engine, "connect", _sqlite_pragmas)
-        return plain
-    return create_async_engine(database_url, pool_size=pool_size, max_overflow=pool_size)
+    return plain
 
 
-def create_app(database_url: str, *, pool_size: int = 10, flavour: str = "dcibridge") -> FastAPI:
+def create_app(database_url: str, *, pool_size: int = 20, flavour: str = "dcibridge") -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(database_url, pool_size=pool_size, flavour=flavour)
@@ -207,8 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pool-size",
         type=int,
-        default=10,
-        help="PostgreSQL pool size, and as many overflow connections (dcibridge's default 10)",
+        default=20,
+        help="connections in the pool, no overflow (dcibridge's default 20)",
     )
     parser.add_argument(
         "--engine",

@@ -78,7 +78,7 @@ RESULTS = REPO / "bench" / "results" / "provision.md"
 DEFAULT_OS_SECONDS = 60.0
 DEFAULT_IP_SECONDS = 2.0
 DEFAULT_TASK_POLL_SECONDS = 5.0
-DEFAULT_ORDERS = (100, 500, 1000)
+DEFAULT_ORDERS = (100, 200, 500, 1000)
 # Kept free at the end of each run's share of the budget: fetching the orders,
 # stopping the processes, dropping the database.
 _TEARDOWN_SECONDS = 15.0

@@ -48,8 +48,9 @@ class DCIClient:
         *,
         credentials: Credentials,
         backoff: BackoffPolicy,
+        max_concurrent: int | None = None,
     ) -> None:
-        self._session = DCISession(http, backoff)
+        self._session = DCISession(http, backoff, max_concurrent=max_concurrent)
         self._email = credentials.email
         self._tokens = TokenManager(lambda: log_in(self._session, credentials))
 
@@ -358,6 +359,7 @@ def create_dci_client(
         http,
         credentials=Credentials(email=settings.dci_email, password=settings.dci_password),
         backoff=BackoffPolicy(budget_seconds=settings.dci_retry_503_seconds),
+        max_concurrent=settings.dci_max_connections,
     )
 
 

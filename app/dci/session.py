@@ -15,6 +15,7 @@ What is repeated, and why:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -51,9 +52,15 @@ WRITE_GUARD: ContextVar[Callable[[], None] | None] = ContextVar("dci_write_guard
 
 
 class DCISession:
-    def __init__(self, http: httpx.AsyncClient, backoff: BackoffPolicy) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, backoff: BackoffPolicy, *, max_concurrent: int | None
+    ) -> None:
         self._http = http
         self._backoff = backoff
+        # Calls beyond the connection pool's size wait here rather than in the pool:
+        # httpx's pool scans every waiting request each time one is added or done,
+        # which in a burst of hundreds costs more CPU than the calls themselves.
+        self._slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
         self._log = structlog.get_logger(__name__)
 
     @property
@@ -92,7 +99,11 @@ class DCISession:
                 guard()
             started = time.perf_counter()
             try:
-                response = await self._http.request(method, url, headers=headers, json=body)
+                if self._slots is None:
+                    response = await self._http.request(method, url, headers=headers, json=body)
+                else:
+                    async with self._slots:
+                        response = await self._http.request(method, url, headers=headers, json=body)
             except _NEVER_SENT as exc:
                 self._log_attempt(method, shown, started, error=type(exc).__name__)
                 if await self._wait(backoff, method, shown, reason=type(exc).__name__):

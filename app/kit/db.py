@@ -47,17 +47,17 @@ def _begin_immediately(connection: Any) -> None:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    pool = {"pool_size": settings.database_pool_size, "max_overflow": 0}
     if settings.is_sqlite:
-        engine = create_async_engine(settings.database_url, echo=settings.database_echo)
+        engine = create_async_engine(settings.database_url, echo=settings.database_echo, **pool)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediately)
         return engine
     return create_async_engine(
         settings.database_url,
         echo=settings.database_echo,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
         pool_pre_ping=True,
+        **pool,
     )
 
 

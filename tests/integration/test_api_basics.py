@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 
@@ -33,7 +36,12 @@ async def test_healthz_answers_without_io(api: httpx.AsyncClient) -> None:
 async def test_readyz_reports_each_dependency(settings: Settings) -> None:
     with live_server(create_app(settings.model_copy(update={"run_worker": True}))) as base_url:
         async with httpx.AsyncClient(base_url=base_url) as client:
+            # Ready once the embedded worker's first heartbeat is in, just after start.
+            deadline = time.monotonic() + 15
             response = await client.get("/readyz")
+            while response.status_code != 200 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                response = await client.get("/readyz")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
