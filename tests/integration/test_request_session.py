@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from starlette.types import Message, Receive, Scope, Send
 
 from app.auth.models import ApiClient
 from app.config import Settings
-from app.kit.db import SessionDep
+from app.kit.db import ReadSessionDep, SessionDep
 from app.main import create_app
 from tests.support.live_server import live_server
 
@@ -62,3 +62,35 @@ async def test_commit_happens_before_the_response_is_sent(
 
     assert seen_at_response_start == [1]
     assert await _clients_named(settings.database_url, "rolled-back") == 0
+
+
+async def _driver_in_transaction(session: AsyncSession) -> bool:
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if hasattr(driver, "is_in_transaction"):  # asyncpg
+        return bool(driver.is_in_transaction())
+    return bool(driver.in_transaction)  # aiosqlite
+
+
+async def test_a_read_only_request_holds_no_transaction(settings: Settings) -> None:
+    app = create_app(settings)
+
+    @app.get("/test/read")
+    async def read(session: ReadSessionDep) -> dict[str, bool]:
+        await session.execute(select(func.count()).select_from(ApiClient))
+        return {"in_transaction": await _driver_in_transaction(session)}
+
+    @app.get("/test/write")
+    async def write(session: SessionDep) -> dict[str, bool]:
+        await session.execute(select(func.count()).select_from(ApiClient))
+        return {"in_transaction": await _driver_in_transaction(session)}
+
+    with live_server(app) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            read_answer = (await client.get("/test/read")).json()
+            write_answer = (await client.get("/test/write")).json()
+
+    # Nothing held between a read's statements: no lock on SQLite, no snapshot or
+    # BEGIN/ROLLBACK round trips on PostgreSQL. Writes keep their transaction.
+    assert read_answer == {"in_transaction": False}
+    assert write_answer == {"in_transaction": True}

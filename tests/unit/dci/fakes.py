@@ -98,7 +98,11 @@ def _next_reply(route: Any, request: httpx.Request) -> Any:
 
 
 def make_client(
-    fake: FakeDCI, *, budget: float = 60.0, clock: FakeClock | None = None
+    fake: FakeDCI,
+    *,
+    budget: float = 60.0,
+    clock: FakeClock | None = None,
+    max_concurrent: int | None = None,
 ) -> DCIClient:
     clock = clock or FakeClock()
     http = httpx.AsyncClient(base_url=BASE_URL, transport=fake.transport())
@@ -108,6 +112,7 @@ def make_client(
         backoff=BackoffPolicy(
             budget_seconds=budget, sleep=clock.sleep, clock=clock, jitter=lambda: 1.0
         ),
+        max_concurrent=max_concurrent,
     )
 
 
