@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     # Looks at a running DCImanager operation (install, wipe, IPs) start every
     # task_poll_min_seconds and spread out as the wait grows: the next look comes
     # after task_poll_growth of the time already waited, at most task_poll_seconds
-    # later. Finishing is noticed within that share of the wait, for a number of
-    # looks that grows only with the logarithm of its length.
+    # later. Finishing is noticed within that share of the wait or within
+    # task_poll_seconds, whichever is less; a long install is looked at every
+    # task_poll_seconds once the growth reaches that cap.
     task_poll_seconds: float = Field(default=5.0, gt=0)
     task_poll_min_seconds: float = Field(default=1.0, gt=0)
     task_poll_growth: float = Field(default=0.1, ge=0)
