@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
 from app.callbacks.models import CallbackAttempt, CallbackEvent, CallbackStatus
+from app.kit.db import is_postgres
 
 
 class CallbackRepository:
@@ -41,7 +42,7 @@ class CallbackRepository:
             .order_by(CallbackEvent.next_attempt_at, CallbackEvent.id)
             .limit(limit)
         )
-        if self.session.get_bind().dialect.name == "postgresql":
+        if is_postgres(self.session):
             due = due.with_for_update(skip_locked=True)
         statement = (
             update(CallbackEvent)

@@ -74,14 +74,14 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 T = TypeVar("T")
 
 
-def _is_postgres(session: AsyncSession) -> bool:
+def is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
 def upsert_into(session: AsyncSession, table: Any) -> Any:
     """An INSERT that can say ON CONFLICT, for the session's database: PostgreSQL
     and SQLite spell it the same way, but SQLAlchemy has a construct for each."""
-    return postgresql.insert(table) if _is_postgres(session) else sqlite.insert(table)
+    return postgresql.insert(table) if is_postgres(session) else sqlite.insert(table)
 
 
 def prebuilt_upsert(build: Callable[[Callable[[Any], Any]], T]) -> Callable[[AsyncSession], T]:
@@ -91,7 +91,7 @@ def prebuilt_upsert(build: Callable[[Callable[[Any], Any]], T]) -> Callable[[Asy
     on_postgres, on_sqlite = build(postgresql.insert), build(sqlite.insert)
 
     def for_session(session: AsyncSession) -> T:
-        return on_postgres if _is_postgres(session) else on_sqlite
+        return on_postgres if is_postgres(session) else on_sqlite
 
     return for_session
 

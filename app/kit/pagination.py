@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import TypeVar
 
 from app.kit.errors import DCIBridgeError
 
@@ -33,15 +34,16 @@ def decode_cursor(kind: str, cursor: str) -> int:
         raise InvalidCursor("Use the `next_cursor` value of a previous page.") from None
 
 
-class HasId(Protocol):
-    @property
-    def id(self) -> int: ...
+RowT = TypeVar("RowT")
 
 
-RowT = TypeVar("RowT", bound=HasId)
-
-
-def split_page(rows: Sequence[RowT], *, kind: str, limit: int) -> tuple[list[RowT], str | None]:
+def split_page(
+    rows: Sequence[RowT],
+    *,
+    kind: str,
+    limit: int,
+    id_of: Callable[[RowT], int] = attrgetter("id"),
+) -> tuple[list[RowT], str | None]:
     """Rows fetched with ``limit + 1``: the page, and a cursor if more follow."""
     page = list(rows[:limit])
-    return page, encode_cursor(kind, page[-1].id) if len(rows) > limit else None
+    return page, encode_cursor(kind, id_of(page[-1])) if len(rows) > limit else None

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.kit.db import upsert_into
+from app.kit.db import is_postgres, upsert_into
 from app.orchestration.models import WorkerHeartbeat
 from app.orders.models import (
     LIVE_STATUSES,
@@ -50,10 +50,6 @@ class QueueRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    @property
-    def _is_postgres(self) -> bool:
-        return self.session.get_bind().dialect.name == "postgresql"
-
     async def claim(
         self, *, worker_id: str, now: datetime, lease: timedelta, limit: int
     ) -> list[int]:
@@ -64,7 +60,7 @@ class QueueRepository:
         """
         candidates = select(Operation.id).where(*_runnable(now)).order_by(Operation.id)
         candidates = candidates.limit(limit)
-        if self._is_postgres:
+        if is_postgres(self.session):
             candidates = candidates.with_for_update(skip_locked=True)
         statement = (
             update(Operation)

@@ -12,7 +12,7 @@ from app.auth.models import Caller
 from app.config import Settings
 from app.kit.crypto import SecretBox
 from app.kit.models import utcnow
-from app.kit.pagination import decode_cursor, encode_cursor
+from app.kit.pagination import decode_cursor, split_page
 from app.orchestration.service import QueuedOperation, enqueue
 from app.orders import lifecycle
 from app.orders.exceptions import (
@@ -53,11 +53,9 @@ async def create_order(
     """
     repository = OrderRepository(session)
     if known_configurations is not None and data.configuration not in known_configurations:
-        rows = await repository.history_by_external_id(
-            api_client_id=client.id, external_id=data.external_id
-        )
-        if rows:
-            return orders_from_history(rows)[0], False
+        existing = await _existing_order(repository, client=client, external_id=data.external_id)
+        if existing is not None:
+            return existing, False
         raise UnknownConfiguration(data.configuration, known_configurations)
 
     now = utcnow()
@@ -89,12 +87,10 @@ async def create_order(
         # Billing's retry, or a concurrent twin that won the insert. Nothing of this
         # attempt stays (a customer it created would otherwise outlive it).
         await session.rollback()
-        rows = await repository.history_by_external_id(
-            api_client_id=client.id, external_id=data.external_id
-        )
-        if not rows:  # pragma: no cover - the conflict was with a committed row
+        existing = await _existing_order(repository, client=client, external_id=data.external_id)
+        if existing is None:  # pragma: no cover - the conflict was with a committed row
             raise RuntimeError(f"order {data.external_id!r} conflicted but cannot be read")
-        return orders_from_history(rows)[0], False
+        return existing, False
 
     operation = await enqueue(
         session,
@@ -132,6 +128,13 @@ async def create_order(
         ),
         True,
     )
+
+
+async def _existing_order(
+    repository: OrderRepository, *, client: Caller, external_id: str
+) -> OrderOut | None:
+    rows = await repository.history_by_external_id(api_client_id=client.id, external_id=external_id)
+    return orders_from_history(rows)[0] if rows else None
 
 
 def queued_operation_out(operation: QueuedOperation) -> OperationOut:
@@ -232,8 +235,7 @@ async def list_orders(
         before_id=decode_cursor(_CURSOR_KIND, cursor) if cursor else None,
         limit=limit + 1,
     )
-    page = ids[:limit]
-    next_cursor = encode_cursor(_CURSOR_KIND, page[-1]) if len(ids) > limit else None
+    page, next_cursor = split_page(ids, kind=_CURSOR_KIND, limit=limit, id_of=int)
     if not page:
         return [], None
     return orders_from_history(await repository.histories(page)), next_cursor

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from app.kit.db import is_postgres, upsert_into
 from app.orders.models import Order
 from app.webhooks.models import (
     PaymentSignal,
@@ -24,19 +24,14 @@ class WebhookRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    @property
-    def _postgresql(self) -> bool:
-        return self.session.get_bind().dialect.name == "postgresql"
-
     async def insert_once(self, values: dict[str, Any]) -> int | None:
         """Store an event unless its (provider, source, event_id) is already stored.
 
         The new row's id, or None for a duplicate. ``ON CONFLICT DO NOTHING`` keeps
         concurrent deliveries of one event from failing or aborting the transaction.
         """
-        insert = postgresql.insert if self._postgresql else sqlite.insert
         statement = (
-            insert(WebhookEvent)
+            upsert_into(self.session, WebhookEvent)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["provider", "source", "event_id"])
             .returning(WebhookEvent.id)
@@ -68,7 +63,7 @@ class WebhookRepository:
             .order_by(WebhookEvent.next_attempt_at, WebhookEvent.id)
             .limit(limit)
         )
-        if self._postgresql:
+        if is_postgres(self.session):
             due = due.with_for_update(skip_locked=True)
         statement = (
             update(WebhookEvent)
