@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import structlog
@@ -18,7 +19,7 @@ from app.simulator.bodies import (
 )
 from app.simulator.deps import ListQueryDep, SimulatorDep, require_session
 from app.simulator.faults import OperationKind
-from app.simulator.listing import select
+from app.simulator.listing import select, select_objects
 from app.simulator.runtime import Simulator
 from app.simulator.state import NO_WIPE, PowerAction
 from app.simulator.views import (
@@ -27,6 +28,7 @@ from app.simulator.views import (
     SERVER_FIELDS,
     USER_FIELDS,
     ip_json,
+    server_fields,
     server_json,
     users_json,
 )
@@ -49,8 +51,14 @@ async def free_servers(sim: SimulatorDep, query: ListQueryDep) -> Json:
 
 @router.get("/server")
 async def list_servers(sim: SimulatorDep, query: ListQueryDep) -> Json:
-    rows = [server_json(sim.dc, server) for server in sim.dc.servers()]
-    return select(rows, fields=SERVER_FIELDS, query=query).as_json()
+    dc = sim.dc
+    return select_objects(
+        dc.servers(),
+        fields=SERVER_FIELDS,
+        query=query,
+        values=partial(server_fields, dc),
+        render=partial(server_json, dc),
+    ).as_json()
 
 
 @router.get("/server/{server_id}")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from app.simulator.errors import ErrorKind, SimError
-from app.simulator.where import WhereError, evaluate, fields_of, parse
+from app.simulator.where import Node, WhereError, evaluate, fields_of, parse
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 _ORDER_TERM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s+(asc|desc))?\s*$", re.IGNORECASE)
 _LIMIT = re.compile(r"^\s*(\d+)\s*(?:,\s*(\d+)\s*)?$")
@@ -35,17 +36,41 @@ class Page:
 
 def select(rows: Sequence[Row], *, fields: Collection[str], query: ListQuery) -> Page:
     """Filter, sort and cut ``rows``; ``size`` counts the matches before the cut."""
-    matching = list(rows) if not query.where else _filter(rows, query.where, fields)
-    if query.orderby:
-        matching = _sort(matching, query.orderby, fields)
+    return select_objects(rows, fields=fields, query=query, values=_itself, render=_itself)
+
+
+def select_objects(
+    items: Sequence[T],
+    *,
+    fields: Collection[str],
+    query: ListQuery,
+    values: Callable[[T], Row],
+    render: Callable[[T], Row],
+) -> Page:
+    """``select`` for objects: ``values`` gives the fields a query may name, cheaply;
+    only the page that is returned is rendered in full."""
+    if not query.where and not query.orderby:
+        matching = list(items)
+    else:
+        keyed = [(values(item), item) for item in items]
+        if query.where:
+            node = _parse_where(query.where, fields)
+            keyed = [pair for pair in keyed if evaluate(node, pair[0])]
+        if query.orderby:
+            keyed = _sort(keyed, query.orderby, fields)
+        matching = [item for _, item in keyed]
     size = len(matching)
     if query.limit:
         offset, count = _parse_limit(query.limit)
         matching = matching[offset : offset + count]
-    return Page(matching, size)
+    return Page([render(item) for item in matching], size)
 
 
-def _filter(rows: Sequence[Row], where: str, fields: Collection[str]) -> list[Row]:
+def _itself(row: Row) -> Row:
+    return row
+
+
+def _parse_where(where: str, fields: Collection[str]) -> Node:
     try:
         node = parse(where)
     except WhereError as exc:
@@ -53,10 +78,10 @@ def _filter(rows: Sequence[Row], where: str, fields: Collection[str]) -> list[Ro
     unknown = sorted(fields_of(node) - set(fields))
     if unknown:
         raise SimError(ErrorKind.INVALID_QUERY, f"where: unknown field {', '.join(unknown)}")
-    return [row for row in rows if evaluate(node, row)]
+    return node
 
 
-def _sort(rows: list[Row], orderby: str, fields: Collection[str]) -> list[Row]:
+def _sort(rows: list[tuple[Row, T]], orderby: str, fields: Collection[str]) -> list[tuple[Row, T]]:
     terms: list[tuple[str, bool]] = []
     for term in orderby.split(","):
         match = _ORDER_TERM.match(term)
@@ -72,9 +97,9 @@ def _sort(rows: list[Row], orderby: str, fields: Collection[str]) -> list[Row]:
     return rows
 
 
-def _sort_key(field: str, row: Row) -> tuple[int, float, str]:
+def _sort_key(field: str, keyed: tuple[Row, Any]) -> tuple[int, float, str]:
     # NULLs first, then numbers by value, then everything else by text, as in SQL.
-    value = row.get(field)
+    value = keyed[0].get(field)
     if value is None:
         return (0, 0.0, "")
     if isinstance(value, int | float):

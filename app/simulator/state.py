@@ -3,10 +3,14 @@
 Pure Python and single-threaded. Time comes from an injected clock, and nothing
 runs in the background: every query and command first brings the model up to
 the clock's "now", finishing any operation or address allocation whose time is up.
+What is pending waits in a heap ordered by due time, so bringing the model up to
+date costs only what is due, however many servers the inventory has.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import secrets
 from collections import Counter
 from collections.abc import Callable
@@ -123,6 +127,9 @@ class IpAddress:
     status: Literal["allocating", "active", "failed"] = "allocating"
 
 
+_Pending = IpAddress | tuple[Server, Operation]
+
+
 class DataCenter:
     """Queries and commands bring the model up to date first; the helpers that take
     an object already fetched (``ips_of``, ``owner_email``, ``server_counts``) do not,
@@ -139,6 +146,9 @@ class DataCenter:
         self._ips: dict[int, IpAddress] = {}
         self._pools: list[Pool] = []
         self._subnets: list[Subnet] = []
+        # (due time, tie-breaker, what finishes then)
+        self._pending: list[tuple[float, int, _Pending]] = []
+        self._tie_breaker = itertools.count()
         self._build(inventory)
 
     # -- construction -------------------------------------------------------------
@@ -201,15 +211,27 @@ class DataCenter:
     def advance(self) -> None:
         """Finish whatever the clock says is finished."""
         now = self._clock()
-        for server in self._servers.values():
-            operation = server.operation
-            if operation is not None and operation.due(now):
-                self._finish(server, operation)
-        for ip in self._ips.values():
-            if ip.status == "allocating" and ip.ready_at <= now:
-                ip.status = "failed" if ip.will_fail else "active"
-                if ip.will_fail:
-                    ip.subnet.release(ip.address)
+        pending = self._pending
+        while pending and pending[0][0] <= now:
+            _, _, item = heapq.heappop(pending)
+            if isinstance(item, IpAddress):
+                self._settle_ip(item)
+            else:
+                server, operation = item
+                # A canceled operation stays canceled.
+                if operation.due(now):
+                    self._finish(server, operation)
+
+    def _wait_for(self, due: float, item: _Pending) -> None:
+        heapq.heappush(self._pending, (due, next(self._tie_breaker), item))
+
+    def _settle_ip(self, ip: IpAddress) -> None:
+        # An address removed while it was allocating is gone, its address released.
+        if ip.status != "allocating" or self._ips.get(ip.id) is not ip:
+            return
+        ip.status = "failed" if ip.will_fail else "active"
+        if ip.will_fail:
+            ip.subnet.release(ip.address)
 
     def _finish(self, server: Server, operation: Operation) -> None:
         if operation.will_fail:
@@ -341,6 +363,7 @@ class DataCenter:
             os_template=template,
         )
         server.history.append(operation)
+        self._wait_for(operation.finishes_at, (server, operation))
         return operation
 
     def cancel_operation(self, server_id: int) -> Operation:
@@ -386,6 +409,7 @@ class DataCenter:
             will_fail=self._fails("ip_allocate"),
         )
         self._ips[ip.id] = ip
+        self._wait_for(ip.ready_at, ip)
         server.ip_ids.insert(0 if main else len(server.ip_ids), ip.id)
         return ip
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from app.simulator.errors import ErrorKind, SimError
-from app.simulator.listing import ListQuery, select
+from app.simulator.listing import ListQuery, select, select_objects
 
 ROWS = [
     {"id": 1, "name": "b", "owner": None},
@@ -73,3 +73,23 @@ def test_bad_parameters_are_a_400_invalid_query(query: ListQuery) -> None:
 def test_unknown_field_is_rejected_even_when_no_row_would_be_looked_at() -> None:
     with pytest.raises(SimError, match="unknown field colour"):
         select([], fields=FIELDS, query=ListQuery(where="id EQ 1 OR colour EQ 'red'"))
+
+
+def test_objects_are_filtered_on_their_fields_and_only_the_page_is_rendered() -> None:
+    rendered: list[int] = []
+
+    def render(row: dict[str, object]) -> dict[str, object]:
+        rendered.append(int(str(row["id"])))
+        return {**row, "rendered": True}
+
+    page = select_objects(
+        ROWS,
+        fields=FIELDS,
+        query=ListQuery(where="owner IS null", orderby="name desc", limit="0,2"),
+        values=lambda row: {key: row[key] for key in FIELDS},
+        render=render,
+    )
+    assert [row["id"] for row in page.rows] == [3, 1]
+    assert all(row["rendered"] for row in page.rows)
+    assert page.size == 3
+    assert rendered == [3, 1]

@@ -207,6 +207,52 @@ def test_cancelled_operation_counts_as_free(dc: DataCenter) -> None:
         dc.cancel_operation(3)
 
 
+def test_a_cancelled_operation_stays_cancelled_after_its_due_time(
+    dc: DataCenter, clock: ManualClock
+) -> None:
+    dc.start_operation(3, "os_install", os_template_id=1)
+    dc.cancel_operation(3)
+    clock.advance(10)
+    server = dc.server(3)
+    assert (server.state, server.operation and server.operation.status) == ("ok", "canceled")
+    assert server.os_template is None
+
+
+def test_operations_and_allocations_finish_in_due_order_only_when_due(
+    dc: DataCenter, clock: ManualClock
+) -> None:
+    install = dc.start_operation(1, "os_install", os_template_id=1)
+    diag = dc.start_operation(2, "diag")
+    ip = dc.allocate_ip(3, address=None, network_id=None, pool_id=None, domain="", main=False)
+    clock.advance(2)
+    assert (diag.status, ip.status, install.status) == ("running", "allocating", "running")
+    dc.server(1)
+    assert (diag.status, ip.status, install.status) == ("running", "active", "running")
+    clock.advance(1)
+    dc.server(1)
+    assert (diag.status, install.status) == ("ok", "running")
+    # Long overdue: finishing it late changes nothing about how it finishes.
+    clock.advance(100)
+    assert dc.server(1).os_template is not None
+    assert install.status == "ok"
+
+
+def test_an_address_removed_while_allocating_is_not_released_again_when_due(
+    dc: DataCenter, clock: ManualClock, failures: ScriptedFailures
+) -> None:
+    failures.kinds.add("ip_allocate")
+    doomed = dc.allocate_ip(1, address=None, network_id=None, pool_id=None, domain="", main=False)
+    dc.remove_ip(1, doomed.id)
+    failures.kinds.clear()
+    successor = dc.allocate_ip(
+        2, address=None, network_id=None, pool_id=None, domain="", main=False
+    )
+    assert successor.address == doomed.address
+    clock.advance(2)
+    assert dc.server_ips(2)[0].status == "active"
+    assert dc.networks()[0].used == {successor.address}
+
+
 def test_power_and_ports_change_at_once(dc: DataCenter) -> None:
     dc.power(1, "power_on")
     assert dc.server(1).power_status == "on"
