@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     dci_read_timeout: float = Field(default=30.0, gt=0)
     dci_max_connections: int = Field(default=20, ge=1)
     dci_retry_503_seconds: float = Field(default=60.0, ge=0)
+    # Concurrent reads of single servers share one filtered list call. The client
+    # falls back to single reads by itself if the instance's answer does not fit.
+    dci_batch_server_reads: bool = True
 
     secret_key: SecretStr | None = None
     # Comma-separated keys that encrypted older secrets; still accepted for reading.

@@ -25,12 +25,18 @@ from app.dci.models import (
     TaskRef,
     User,
 )
+from app.dci.server_reads import ServerReads
 from app.dci.session import DCISession
-from app.dci.where import Expr, Field
+from app.dci.where import Expr, Field, Or
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DCI_API = "/api/dci/v3"
+# What the steps read off a server. A list whose items lack any of these cannot
+# stand in for single reads.
+_WHOLE_SERVER_FIELDS = frozenset(
+    {"id", "state", "operation", "owner_email", "power_status", "switch_connection", "ip"}
+)
 IP_API = "/api/ip/v3"
 
 
@@ -49,10 +55,16 @@ class DCIClient:
         credentials: Credentials,
         backoff: BackoffPolicy,
         max_concurrent: int | None = None,
+        batch_server_reads: bool = True,
     ) -> None:
         self._session = DCISession(http, backoff, max_concurrent=max_concurrent)
         self._email = credentials.email
         self._tokens = TokenManager(lambda: log_in(self._session, credentials))
+        self._server_reads = ServerReads(
+            read_one=self._get_one_server,
+            read_many=self._get_listed_servers,
+            enabled=batch_server_reads,
+        )
 
     def __repr__(self) -> str:
         return f"DCIClient(base_url={self._session.base_url!r}, email={self._email!r})"
@@ -83,7 +95,24 @@ class DCIClient:
         return await self._get(f"{DCI_API}/server", Page[Server], query=query)
 
     async def get_server(self, *, server_id: int) -> Server:
+        """A fresh read of one server; reads asked at the same moment share a call
+        (``app.dci.server_reads``)."""
+        return await self._server_reads.get(server_id)
+
+    async def _get_one_server(self, server_id: int) -> Server:
         return await self._get(f"{DCI_API}/server/{server_id}", Server)
+
+    async def _get_listed_servers(self, server_ids: Sequence[int]) -> list[Server] | None:
+        where = Or(tuple(Field("id").eq(server_id) for server_id in server_ids))
+        query = _list_query(where=where, orderby=None, limit=len(server_ids), offset=0)
+        path = f"{DCI_API}/server"
+        payload = await self._authorized("GET", path, query=query, body=None)
+        items = payload.get("list") if isinstance(payload, dict) else None
+        if isinstance(items, list) and not all(
+            isinstance(item, dict) and item.keys() >= _WHOLE_SERVER_FIELDS for item in items
+        ):
+            return None
+        return _validated(payload, Page[Server], path).items
 
     async def find_free_servers(self, *, configuration: str, limit: int = 1) -> list[Server]:
         where = (
@@ -287,14 +316,7 @@ class DCIClient:
         self, path: str, model: type[ModelT], *, query: Mapping[str, str] | None = None
     ) -> ModelT:
         payload = await self._authorized("GET", path, query=query, body=None)
-        try:
-            return model.model_validate(payload)
-        except ValidationError as exc:
-            raise DCIProtocolError(
-                f"DCImanager GET {path}: unexpected answer ({exc.error_count()} errors)",
-                method="GET",
-                path=path,
-            ) from exc
+        return _validated(payload, model, path)
 
     async def _write(self, method: str, path: str, body: Mapping[str, Any] | None) -> TaskRef:
         payload = await self._authorized(method, path, query=None, body=body)
@@ -360,7 +382,19 @@ def create_dci_client(
         credentials=Credentials(email=settings.dci_email, password=settings.dci_password),
         backoff=BackoffPolicy(budget_seconds=settings.dci_retry_503_seconds),
         max_concurrent=settings.dci_max_connections,
+        batch_server_reads=settings.dci_batch_server_reads,
     )
+
+
+def _validated(payload: Any, model: type[ModelT], path: str) -> ModelT:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise DCIProtocolError(
+            f"DCImanager GET {path}: unexpected answer ({exc.error_count()} errors)",
+            method="GET",
+            path=path,
+        ) from exc
 
 
 def _list_query(

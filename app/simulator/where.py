@@ -244,6 +244,20 @@ def fields_of(node: Node) -> set[str]:
             return fields_of(operand)
 
 
+def equality_keys(node: Node, field: str) -> set[str] | None:
+    """What ``node`` can match ``field`` against, when it is only ``field EQ value``
+    terms joined by OR (a lookup by key, which an index answers); None otherwise."""
+    match node:
+        case Compare(name, Op.EQ, value) if name == field:
+            return {str(_normalise(value))}
+        case Or(left, right):
+            keys = equality_keys(left, field)
+            more = equality_keys(right, field)
+            return None if keys is None or more is None else keys | more
+        case _:
+            return None
+
+
 def evaluate(node: Node, row: Mapping[str, object]) -> bool:
     match node:
         case IsNull(field, negated):

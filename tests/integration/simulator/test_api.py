@@ -345,3 +345,18 @@ def test_passwords_and_tokens_appear_in_no_answer_and_no_log(
         assert secret not in logged
         for answer in answers:
             assert secret not in answer
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("id+EQ+3+OR+id+EQ+1+OR+id+EQ+999", id="ids-only"),
+        pytest.param("(id+EQ+'3'+OR+id+EQ+1)+AND+state+EQ+'ok'", id="ids-and-more"),
+    ],
+)
+def test_a_filter_on_ids_answers_exactly_the_servers_it_names(harness: Harness, where: str) -> None:
+    answer = harness.ok("GET", f"/api/dci/v3/server?where={where}")
+    assert [server["id"] for server in answer["list"]] == [1, 3]
+    assert answer["size"] == 2
+    # Each item is the whole server, as a single read shows it.
+    assert answer["list"][1] == harness.ok("GET", "/api/dci/v3/server/3")

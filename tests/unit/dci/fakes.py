@@ -103,6 +103,7 @@ def make_client(
     budget: float = 60.0,
     clock: FakeClock | None = None,
     max_concurrent: int | None = None,
+    batch_server_reads: bool = True,
 ) -> DCIClient:
     clock = clock or FakeClock()
     http = httpx.AsyncClient(base_url=BASE_URL, transport=fake.transport())
@@ -113,6 +114,7 @@ def make_client(
             budget_seconds=budget, sleep=clock.sleep, clock=clock, jitter=lambda: 1.0
         ),
         max_concurrent=max_concurrent,
+        batch_server_reads=batch_server_reads,
     )
 
 

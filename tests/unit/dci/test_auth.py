@@ -28,7 +28,8 @@ async def test_concurrent_first_calls_share_one_login() -> None:
 async def test_expired_token_causes_one_relogin_shared_by_concurrent_callers() -> None:
     fake = FakeDCI()
     serve_server(fake)
-    async with make_client(fake) as client:
+    # Single reads, so that every caller makes a call of its own.
+    async with make_client(fake, batch_server_reads=False) as client:
         await client.get_server(server_id=7)
         fake.expire_token()
 

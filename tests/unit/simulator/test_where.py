@@ -10,6 +10,7 @@ from app.simulator.where import (
     Op,
     Or,
     WhereError,
+    equality_keys,
     evaluate,
     fields_of,
     parse,
@@ -140,3 +141,18 @@ def test_tokenizer_reports_positions() -> None:
 def test_malformed_expressions_are_rejected_with_a_reason(expression: str, message: str) -> None:
     with pytest.raises(WhereError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse(expression)
+
+
+@pytest.mark.parametrize(
+    ("source", "keys"),
+    [
+        ("id EQ 1", {"1"}),
+        ("id EQ 1 OR id EQ '2' OR (id EQ 3)", {"1", "2", "3"}),
+        ("id EQ 1 OR state EQ 'ok'", None),
+        ("id EQ 1 AND id EQ 2", None),
+        ("id NE 1", None),
+        ("NOT (id EQ 1)", None),
+    ],
+)
+def test_equality_keys_are_found_only_in_pure_lookups(source: str, keys: set[str] | None) -> None:
+    assert equality_keys(parse(source), "id") == keys

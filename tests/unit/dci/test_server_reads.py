@@ -1,0 +1,150 @@
+"""Concurrent reads of single servers share filtered list calls, and fall back to
+single reads whenever the list's answer cannot stand in for them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from app.dci.exceptions import DCINotFound
+from tests.unit.dci.fakes import FakeDCI, error, make_client
+
+LIST_PATH = "/api/dci/v3/server"
+
+
+def whole_server(server_id: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": server_id,
+        "state": "ok",
+        "operation": None,
+        "owner_email": None,
+        "power_status": "on",
+        "switch_connection": [],
+        "ip": [],
+        **fields,
+    }
+
+
+class Servers:
+    """Answers single reads and id-filtered lists of servers 1..20; holds every call
+    until told, so that the reads asked meanwhile queue up."""
+
+    def __init__(self, fake: FakeDCI, *, item: Any = whole_server) -> None:
+        self.released = asyncio.Event()
+        self.item = item
+        self.filters: list[str] = []
+        fake.routes[f"GET {LIST_PATH}"] = self.listed
+        for server_id in range(1, 21):
+            fake.routes[f"GET {LIST_PATH}/{server_id}"] = self.single
+        fake.hold = self.hold
+
+    async def hold(self, request: httpx.Request) -> None:
+        await self.released.wait()
+
+    def single(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=whole_server(int(request.url.path.rsplit("/", 1)[1])))
+
+    def listed(self, request: httpx.Request) -> httpx.Response:
+        where = request.url.params["where"]
+        self.filters.append(where)
+        ids = [int(term.split(" EQ ")[1]) for term in where.split(" OR ")]
+        return httpx.Response(
+            200, json={"list": [self.item(i) for i in ids if i <= 20], "size": len(ids)}
+        )
+
+
+def single_reads(fake: FakeDCI) -> int:
+    return sum(
+        1 for r in fake.requests if r.method == "GET" and r.url.path.startswith(f"{LIST_PATH}/")
+    )
+
+
+async def read_while_two_are_held(
+    fake: FakeDCI, servers: Servers, ids: list[int], **client_options: Any
+) -> list[Any]:
+    """Reads 1 and 2 take both places on the wire; ``ids`` are asked meanwhile."""
+    async with make_client(fake, **client_options) as client:
+        first = [asyncio.create_task(client.get_server(server_id=i)) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        rest = [asyncio.create_task(client.get_server(server_id=i)) for i in ids]
+        await asyncio.sleep(0.01)
+        servers.released.set()
+        return await asyncio.gather(*first, *rest, return_exceptions=True)
+
+
+async def test_reads_asked_while_a_call_is_out_leave_together_in_one_list_call() -> None:
+    fake = FakeDCI()
+    servers = Servers(fake)
+    ids = [5, 3, 5, 9, 12]
+    answers = await read_while_two_are_held(fake, servers, ids)
+
+    assert [server.id for server in answers] == [1, 2, *ids]
+    # The first two went out alone (there was room on the wire); the rest queued.
+    assert single_reads(fake) == 2
+    assert servers.filters == ["id EQ 5 OR id EQ 3 OR id EQ 9 OR id EQ 12"]
+    listed = fake.calls("GET", LIST_PATH)[0]
+    assert listed.url.params["limit"] == "4"
+
+
+async def test_a_server_missing_from_the_list_is_read_on_its_own() -> None:
+    fake = FakeDCI()
+    servers = Servers(fake)
+    answers = await read_while_two_are_held(fake, servers, [4, 21])
+    # 21 is not in the list's answer, and its own read says it does not exist.
+    assert answers[2].id == 4
+    assert isinstance(answers[3], DCINotFound)
+    assert [r.url.path for r in fake.requests if r.url.path.endswith("/21")] == [f"{LIST_PATH}/21"]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        pytest.param("partial_items", id="items-lack-fields"),
+        pytest.param("bad_filter", id="filter-refused"),
+    ],
+)
+async def test_an_answer_that_cannot_stand_in_for_single_reads_turns_batching_off(
+    refusal: str,
+) -> None:
+    fake = FakeDCI()
+    if refusal == "partial_items":
+        servers = Servers(fake, item=lambda i: {"id": i, "state": "ok"})
+    else:
+        servers = Servers(fake)
+        fake.routes[f"GET {LIST_PATH}"] = error(400, 2002, "Unknown field in where")
+    async with make_client(fake) as client:
+        first = [asyncio.create_task(client.get_server(server_id=i)) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        rest = [asyncio.create_task(client.get_server(server_id=i)) for i in (3, 4)]
+        await asyncio.sleep(0.01)
+        servers.released.set()
+        answers = await asyncio.gather(*first, *rest)
+        assert [server.id for server in answers] == [1, 2, 3, 4]
+        assert single_reads(fake) == 4
+
+        # From then on every read is a single one, however many wait together.
+        later = await asyncio.gather(*(client.get_server(server_id=i) for i in (5, 6, 7)))
+    assert [server.id for server in later] == [5, 6, 7]
+    assert len(fake.calls("GET", LIST_PATH)) == 1
+    assert single_reads(fake) == 7
+
+
+async def test_with_batching_off_every_read_is_its_own_call() -> None:
+    fake = FakeDCI()
+    servers = Servers(fake)
+    answers = await read_while_two_are_held(fake, servers, [3, 4, 4], batch_server_reads=False)
+    assert [server.id for server in answers] == [1, 2, 3, 4, 4]
+    assert fake.calls("GET", LIST_PATH) == []
+    assert single_reads(fake) == 5
+
+
+async def test_a_failed_list_call_fails_the_reads_that_waited_for_it() -> None:
+    fake = FakeDCI()
+    servers = Servers(fake)
+    fake.routes[f"GET {LIST_PATH}"] = httpx.ConnectError("connection refused")
+    answers = await read_while_two_are_held(fake, servers, [3, 4])
+    assert [answer.id for answer in answers[:2]] == [1, 2]
+    assert all(isinstance(answer, Exception) for answer in answers[2:])
