@@ -30,6 +30,9 @@ from app.dci.models import Server
 
 log = structlog.get_logger(__name__)
 
+# Answers that say this instance does not take the filter (or its length).
+_FILTER_REFUSED = frozenset({400, 404, 414, 422})
+
 ReadOne = Callable[[int], Awaitable[Server]]
 # The servers with these ids, or None when the answer's items are not whole servers.
 ReadMany = Callable[[Sequence[int]], Awaitable[list[Server] | None]]
@@ -110,9 +113,13 @@ class ServerReads:
     async def _read_listed(self, ids: list[int]) -> list[Server]:
         try:
             servers = await self._read_many(ids)
-        except (DCIRequestError, DCIProtocolError) as exc:
-            # Refused or misunderstood: this instance does not batch like that.
-            self._stop_batching(f"{type(exc).__name__}: {exc}")
+        except DCIProtocolError as exc:
+            self._stop_batching(f"the answer does not parse: {exc}")
+            return []
+        except DCIRequestError as exc:
+            if exc.status not in _FILTER_REFUSED:
+                raise  # e.g. a refused login: single reads would fail alike
+            self._stop_batching(f"the filter was refused: {exc}")
             return []
         if servers is None:
             self._stop_batching("list items are not whole server objects")

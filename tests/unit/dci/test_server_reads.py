@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.dci.exceptions import DCINotFound
+from app.dci.exceptions import DCIAuthError, DCINotFound
 from tests.unit.dci.fakes import FakeDCI, error, make_client
 
 LIST_PATH = "/api/dci/v3/server"
@@ -139,6 +139,22 @@ async def test_with_batching_off_every_read_is_its_own_call() -> None:
     assert [server.id for server in answers] == [1, 2, 3, 4, 4]
     assert fake.calls("GET", LIST_PATH) == []
     assert single_reads(fake) == 5
+
+
+async def test_a_refused_login_on_the_list_call_fails_its_reads_but_keeps_batching() -> None:
+    fake = FakeDCI()
+    servers = Servers(fake)
+    fake.routes[f"GET {LIST_PATH}"] = error(403, 3001, "Access denied")
+    async with make_client(fake) as client:
+        first = [asyncio.create_task(client.get_server(server_id=i)) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        rest = [asyncio.create_task(client.get_server(server_id=i)) for i in (3, 4)]
+        await asyncio.sleep(0.01)
+        servers.released.set()
+        answers = await asyncio.gather(*first, *rest, return_exceptions=True)
+        assert [answer.id for answer in answers[:2]] == [1, 2]
+        assert all(isinstance(answer, DCIAuthError) for answer in answers[2:])
+        assert client._server_reads.batching
 
 
 async def test_a_failed_list_call_fails_the_reads_that_waited_for_it() -> None:
