@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.dci.client import DCIClient
 from app.dci.exceptions import DCIAuthError, DCINotFound
 from tests.unit.dci.fakes import FakeDCI, error, make_client
 
@@ -62,17 +63,21 @@ def single_reads(fake: FakeDCI) -> int:
     )
 
 
+async def held_reads(client: DCIClient, servers: Servers, ids: list[int]) -> list[Any]:
+    """Reads 1 and 2 take both places on the wire; ``ids`` are asked meanwhile."""
+    first = [asyncio.create_task(client.get_server(server_id=i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(client.get_server(server_id=i)) for i in ids]
+    await asyncio.sleep(0.01)
+    servers.released.set()
+    return await asyncio.gather(*first, *rest, return_exceptions=True)
+
+
 async def read_while_two_are_held(
     fake: FakeDCI, servers: Servers, ids: list[int], **client_options: Any
 ) -> list[Any]:
-    """Reads 1 and 2 take both places on the wire; ``ids`` are asked meanwhile."""
     async with make_client(fake, **client_options) as client:
-        first = [asyncio.create_task(client.get_server(server_id=i)) for i in (1, 2)]
-        await asyncio.sleep(0.01)
-        rest = [asyncio.create_task(client.get_server(server_id=i)) for i in ids]
-        await asyncio.sleep(0.01)
-        servers.released.set()
-        return await asyncio.gather(*first, *rest, return_exceptions=True)
+        return await held_reads(client, servers, ids)
 
 
 async def test_reads_asked_while_a_call_is_out_leave_together_in_one_list_call() -> None:
@@ -116,12 +121,7 @@ async def test_an_answer_that_cannot_stand_in_for_single_reads_turns_batching_of
         servers = Servers(fake)
         fake.routes[f"GET {LIST_PATH}"] = error(400, 2002, "Unknown field in where")
     async with make_client(fake) as client:
-        first = [asyncio.create_task(client.get_server(server_id=i)) for i in (1, 2)]
-        await asyncio.sleep(0.01)
-        rest = [asyncio.create_task(client.get_server(server_id=i)) for i in (3, 4)]
-        await asyncio.sleep(0.01)
-        servers.released.set()
-        answers = await asyncio.gather(*first, *rest)
+        answers = await held_reads(client, servers, [3, 4])
         assert [server.id for server in answers] == [1, 2, 3, 4]
         assert single_reads(fake) == 4
 
@@ -146,15 +146,16 @@ async def test_a_refused_login_on_the_list_call_fails_its_reads_but_keeps_batchi
     servers = Servers(fake)
     fake.routes[f"GET {LIST_PATH}"] = error(403, 3001, "Access denied")
     async with make_client(fake) as client:
-        first = [asyncio.create_task(client.get_server(server_id=i)) for i in (1, 2)]
-        await asyncio.sleep(0.01)
-        rest = [asyncio.create_task(client.get_server(server_id=i)) for i in (3, 4)]
-        await asyncio.sleep(0.01)
-        servers.released.set()
-        answers = await asyncio.gather(*first, *rest, return_exceptions=True)
+        answers = await held_reads(client, servers, [3, 4])
         assert [answer.id for answer in answers[:2]] == [1, 2]
         assert all(isinstance(answer, DCIAuthError) for answer in answers[2:])
-        assert client._server_reads.batching
+
+        # Batching is still on: the next reads that queue up leave as one list call.
+        fake.routes[f"GET {LIST_PATH}"] = servers.listed
+        servers.released.clear()
+        again = await held_reads(client, servers, [5, 6])
+    assert [answer.id for answer in again] == [1, 2, 5, 6]
+    assert servers.filters == ["id EQ 5 OR id EQ 6"]
 
 
 async def test_a_failed_list_call_fails_the_reads_that_waited_for_it() -> None:
