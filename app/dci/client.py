@@ -32,12 +32,12 @@ from app.dci.where import Expr, Field, Or
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DCI_API = "/api/dci/v3"
+IP_API = "/api/ip/v3"
 # What the steps read off a server. A list whose items lack any of these cannot
 # stand in for single reads.
 _WHOLE_SERVER_FIELDS = frozenset(
     {"id", "state", "operation", "owner_email", "power_status", "switch_connection", "ip"}
 )
-IP_API = "/api/ip/v3"
 
 
 class DCIClient:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from functools import partial
 from typing import Any
 
@@ -20,9 +19,9 @@ from app.simulator.bodies import (
 )
 from app.simulator.deps import ListQueryDep, SimulatorDep, require_session
 from app.simulator.faults import OperationKind
-from app.simulator.listing import ListQuery, select, select_objects
+from app.simulator.listing import select, select_objects
 from app.simulator.runtime import Simulator
-from app.simulator.state import NO_WIPE, DataCenter, PowerAction, Server
+from app.simulator.state import NO_WIPE, PowerAction
 from app.simulator.views import (
     CONFIGURATION_FIELDS,
     IP_FIELDS,
@@ -33,7 +32,6 @@ from app.simulator.views import (
     server_json,
     users_json,
 )
-from app.simulator.where import WhereError, equality_keys, parse
 
 log = structlog.get_logger(__name__)
 
@@ -55,23 +53,13 @@ async def free_servers(sim: SimulatorDep, query: ListQueryDep) -> Json:
 async def list_servers(sim: SimulatorDep, query: ListQueryDep) -> Json:
     dc = sim.dc
     return select_objects(
-        _servers_for(dc, query),
+        dc.servers(),
         fields=SERVER_FIELDS,
         query=query,
         values=partial(server_fields, dc),
         render=partial(server_json, dc),
+        by_id=dc.servers_with_ids,
     ).as_json()
-
-
-def _servers_for(dc: DataCenter, query: ListQuery) -> list[Server]:
-    """Every server, or only those a filter on ids names: what a database would
-    read through its primary key, so such a list costs what it names."""
-    if query.where:
-        with contextlib.suppress(WhereError):
-            keys = equality_keys(parse(query.where), "id")
-            if keys is not None:
-                return dc.servers_with_ids({int(key) for key in keys if key.isdigit()})
-    return dc.servers()
 
 
 @router.get("/server/{server_id}")

@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from app.simulator.errors import ErrorKind, SimError
-from app.simulator.where import Node, WhereError, evaluate, fields_of, parse
+from app.simulator.where import Node, WhereError, equality_keys, evaluate, fields_of, parse
 
 Row = Mapping[str, Any]
 T = TypeVar("T")
@@ -46,15 +46,21 @@ def select_objects(
     query: ListQuery,
     values: Callable[[T], Row],
     render: Callable[[T], Row],
+    by_id: Callable[[set[int]], Sequence[T]] | None = None,
 ) -> Page:
     """``select`` for objects: ``values`` gives the fields a query may name, cheaply;
-    only the page that is returned is rendered in full."""
+    only the page that is returned is rendered in full. ``by_id`` (the objects
+    with those ids, in ``items``' order) answers a filter that only names ids, as a
+    database's primary key would, so such a list costs what it names."""
     if not query.where and not query.orderby:
         matching = list(items)
     else:
+        node = _parse_where(query.where, fields) if query.where else None
+        keys = equality_keys(node, "id") if node is not None and by_id else None
+        if by_id is not None and keys is not None:
+            items = by_id({int(key) for key in keys if key.isdigit()})
         keyed = [(values(item), item) for item in items]
-        if query.where:
-            node = _parse_where(query.where, fields)
+        if node is not None:
             keyed = [pair for pair in keyed if evaluate(node, pair[0])]
         if query.orderby:
             keyed = _sort(keyed, query.orderby, fields)

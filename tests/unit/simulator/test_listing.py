@@ -93,3 +93,31 @@ def test_objects_are_filtered_on_their_fields_and_only_the_page_is_rendered() ->
     assert all(row["rendered"] for row in page.rows)
     assert page.size == 3
     assert rendered == [3, 1]
+
+
+@pytest.mark.parametrize(
+    ("where", "looked_up", "expected"),
+    [
+        pytest.param("id EQ 3 OR id EQ '1' OR id EQ 9", [{1, 3, 9}], [1, 3], id="ids-only"),
+        pytest.param("id EQ 3 OR owner IS null", [], [1, 3, 4], id="not-only-ids"),
+    ],
+)
+def test_a_filter_naming_only_ids_is_answered_by_key(
+    where: str, looked_up: list[set[int]], expected: list[int]
+) -> None:
+    asked: list[set[int]] = []
+
+    def by_id(ids: set[int]) -> list[dict[str, object]]:
+        asked.append(ids)
+        return [row for row in ROWS if row["id"] in ids]
+
+    page = select_objects(
+        ROWS,
+        fields=FIELDS,
+        query=ListQuery(where=where),
+        values=lambda row: row,
+        render=lambda row: row,
+        by_id=by_id,
+    )
+    assert [row["id"] for row in page.rows] == expected
+    assert asked == looked_up
