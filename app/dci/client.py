@@ -14,6 +14,7 @@ from app.config import ConfigurationError, Settings
 from app.dci.auth import Credentials, TokenManager, log_in
 from app.dci.backoff import BackoffPolicy
 from app.dci.exceptions import DCIAuthError, DCIOutcomeUnknown, DCIProtocolError, DCIRequestError
+from app.dci.free_servers import FreeServerSearches
 from app.dci.models import (
     ConfigurationStock,
     IPAddress,
@@ -65,6 +66,7 @@ class DCIClient:
             read_many=self._get_listed_servers,
             enabled=batch_server_reads,
         )
+        self._free_servers = FreeServerSearches(search=self._search_free_servers)
 
     def __repr__(self) -> str:
         return f"DCIClient(base_url={self._session.base_url!r}, email={self._email!r})"
@@ -115,6 +117,12 @@ class DCIClient:
         return _validated(payload, Page[Server], path).items
 
     async def find_free_servers(self, *, configuration: str, limit: int = 1) -> list[Server]:
+        """Up to ``limit`` servers of ``configuration`` with no owner, in id order.
+        Searches asked at the same moment share a call, which then returns more
+        (``app.dci.free_servers``)."""
+        return await self._free_servers.find(configuration, limit)
+
+    async def _search_free_servers(self, configuration: str, limit: int) -> list[Server]:
         where = (
             Field("owner_email").is_null()
             & Field("configuration").eq(configuration)
