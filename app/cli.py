@@ -120,15 +120,23 @@ def worker() -> None:
         )
     _prepare_database(settings)
 
+    from app.health.worker_metrics import serving_worker_metrics
+
     async def run() -> None:
-        async with build_runtime(settings) as runtime:
+        async with (
+            build_runtime(settings) as runtime,
+            serving_worker_metrics(settings, runtime.sessionmaker),
+        ):
             process_worker = runtime.worker()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, process_worker.stop)
             await process_worker.run()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
 
 
 @cli.command()

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # When set, GET /metrics wants "Authorization: Bearer <token>".
     metrics_token: SecretStr | None = None
     run_worker: bool = True
+    # `dcibridge worker` serves its own GET /metrics on this port (on `host`) when
+    # set: the counters of the steps it runs live in its process, not the API's.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Orchestration (the worker)
     # Operations waiting on DCImanager count too (an OS install holds its place

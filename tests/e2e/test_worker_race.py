@@ -16,12 +16,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from tests.conftest import ApiKeyFactory
 from tests.support.bridge import FINAL_OPERATION_STATUSES, Bridge, order_body
+from tests.support.live_server import free_port
+from tests.support.metrics import scrape, value
 from tests.support.processes import (
     ManagedProcess,
     ProcessGroup,
@@ -91,11 +94,25 @@ async def test_two_workers_share_out_scarce_servers_exactly_once(
     # from their first claim on.
     created = await asyncio.gather(*(submit(n) for n in range(ORDERS)))
     assert created == [202] * ORDERS
+    metrics_ports = [free_port(), free_port()]
     racers = [
-        workers.start(DCIBRIDGE_MAX_CONCURRENT_OPERATIONS=str(MAX_CONCURRENT_PER_WORKER))
-        for _ in range(2)
+        workers.start(
+            DCIBRIDGE_MAX_CONCURRENT_OPERATIONS=str(MAX_CONCURRENT_PER_WORKER),
+            DCIBRIDGE_WORKER_METRICS_PORT=str(port),
+        )
+        for port in metrics_ports
     ]
     orders = await _settled_orders(bridge, racers)
+    # Each worker counts the operations it settled; together, every one exactly once.
+    settled: Counter[str] = Counter()
+    for port in metrics_ports:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as scraper:
+            samples = await scrape(scraper)
+        for outcome in ("succeeded", "failed"):
+            settled[outcome] += int(
+                value(samples, "dcibridge_operations_total", kind="provision", outcome=outcome)
+            )
+    assert settled == {"succeeded": SERVERS, "failed": ORDERS - SERVERS}, settled
     for worker in racers:
         assert await worker.stop() == 0, worker.tail()
 
