@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import httpx
 import pytest
 from sqlalchemy import select
@@ -19,6 +21,19 @@ def _is(status: str):  # type: ignore[no-untyped-def]
         order["status"] == status
         and all(op["status"] in ("succeeded", "failed") for op in order["operations"])
     )
+
+
+async def test_a_new_customer_costs_one_user_lookup_and_one_creation(bridge: Bridge) -> None:
+    before = Counter((await bridge.sim_state())["calls"]["by_endpoint"])
+    created = await bridge.create("svc-new-user")
+    order = await bridge.wait_order(created["id"], _is("active"))
+    state = await bridge.sim_state()
+    calls = Counter(state["calls"]["by_endpoint"])
+    calls.subtract(before)
+    assert (calls["GET /api/dci/v3/user"], calls["POST /api/dci/v3/user"]) == (1, 1)
+    # The id from the creation's answer is the user the server went to.
+    server = await bridge.sim_server(order["server_id"])
+    assert server["owner_email"] == "svc-new-user@customers.example.com"
 
 
 async def test_full_lifecycle(bridge: Bridge) -> None:

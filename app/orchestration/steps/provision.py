@@ -26,7 +26,7 @@ async def ensure_user(ctx: StepContext) -> StepOutcome:
         # The customer never logs in with this password (it is not stored): DCImanager
         # needs one, and the OS password is set separately at install time.
         try:
-            await ctx.dci.create_user(
+            created = await ctx.dci.create_user(
                 email=ctx.customer.email,
                 password=SecretStr(secrets.token_urlsafe(24)),
                 full_name=ctx.customer.name or None,
@@ -36,6 +36,10 @@ async def ensure_user(ctx: StepContext) -> StepOutcome:
             # the lookup below finds it. Anything else is a real refusal.
             if refused.status != HTTPStatus.CONFLICT:
                 raise
+        else:
+            # The answer names the new user (`{"id": N}`), so no second lookup.
+            ctx.update_customer(dci_user_id=created.id)
+            return Done(f"DCImanager user {created.id} created")
         user = await ctx.dci.find_user_by_email(email=ctx.customer.email)
         if user is None:
             return Wait(ctx.poll_after(), "user created but not listed yet")
