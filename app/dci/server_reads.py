@@ -4,11 +4,12 @@ In a burst, hundreds of orders each watch their own server (OS installs, wipes,
 ports, power). One ``GET server/{id}`` per look costs an HTTP round trip on both
 sides; one ``GET server?where=(id EQ a) OR (id EQ b) ...`` answers them all.
 
-How it batches: a read goes out at once while fewer than ``max_in_flight``
-batches are on the wire, so an idle system waits for nothing. Reads asked while
-those are out queue up and leave together when one comes back; the busier the
-system, the bigger the batches. Every answer is a read made after it was asked
-for, as fresh as a single GET.
+How it batches: a read goes out at once when nothing is on the wire, so an
+idle system waits for nothing. Reads asked while a call is out queue up and
+leave together when it comes back: the busier the system, the bigger the
+batches. A full batch does not wait; it leaves beside the call already out, up to
+``max_in_flight`` calls. Every answer is a read made after it was asked for, as
+fresh as a single GET.
 
 That DCImanager filters servers on ``id`` and that list items are whole server
 objects are both unconfirmed. So the answer is checked, not trusted: items
@@ -65,8 +66,15 @@ class ServerReads:
         self._dispatch()
         return await future
 
+    def _may_send(self) -> bool:
+        if not self._waiting:
+            return False
+        if self._in_flight == 0:
+            return True
+        return self._in_flight < self._max_in_flight and len(self._waiting) >= self._batch_size
+
     def _dispatch(self) -> None:
-        while self._waiting and self._in_flight < self._max_in_flight:
+        while self._may_send():
             ids = list(itertools.islice(self._waiting, self._batch_size))
             batch = {server_id: self._waiting.pop(server_id) for server_id in ids}
             self._in_flight += 1

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.customers.models import Customer
 from app.kit.db import is_postgres, upsert_into
 from app.orchestration.models import WorkerHeartbeat
 from app.orders.models import (
@@ -148,8 +149,20 @@ class QueueRepository:
         )
         return operation_id
 
-    async def get_operation(self, operation_id: int) -> Operation | None:
-        return await self.session.get(Operation, operation_id, populate_existing=True)
+    async def operation_with_order(
+        self, operation_id: int
+    ) -> tuple[Operation, Order, Customer] | None:
+        """The operation with its order and customer, fresh from the database, in one
+        statement (every step reads all three, twice)."""
+        result = await self.session.execute(
+            select(Operation, Order, Customer)
+            .join(Order, Order.id == Operation.order_id)
+            .join(Customer, Customer.id == Order.customer_id)
+            .where(Operation.id == operation_id)
+            .execution_options(populate_existing=True)
+        )
+        row = result.one_or_none()
+        return None if row is None else (row[0], row[1], row[2])
 
     async def steps(self, operation_id: int) -> list[OperationStep]:
         result = await self.session.execute(

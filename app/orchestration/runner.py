@@ -184,14 +184,11 @@ class OperationRunner:
             now = utcnow()
             if not await self._renew(queue, operation_id, now):
                 return _LEAVE
-            operation = await queue.get_operation(operation_id)
-            if operation is None or operation.status in _FINAL_OPERATIONS:
+            loaded = await queue.operation_with_order(operation_id)
+            if loaded is None or loaded[0].status in _FINAL_OPERATIONS:
                 await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
                 return _LEAVE
-            order = await session.get(Order, operation.order_id, populate_existing=True)
-            assert order is not None
-            customer = await session.get(Customer, order.customer_id, populate_existing=True)
-            assert customer is not None
+            operation, order, customer = loaded
             structlog.contextvars.bind_contextvars(order_id=order.id)
             steps = await queue.steps(operation_id)
             return await self._next_step(session, operation, order, customer, steps, now)
@@ -352,13 +349,11 @@ class OperationRunner:
     async def _load(
         self, session: AsyncSession, ctx: StepContext
     ) -> tuple[Operation, Order, Customer, list[OperationStep]]:
-        operation = await session.get(Operation, ctx.operation.id, populate_existing=True)
-        order = await session.get(Order, ctx.order.id, populate_existing=True)
-        customer = await session.get(Customer, ctx.customer.id, populate_existing=True)
-        assert operation is not None
-        assert order is not None
-        assert customer is not None
-        return operation, order, customer, await QueueRepository(session).steps(operation.id)
+        queue = QueueRepository(session)
+        loaded = await queue.operation_with_order(ctx.operation.id)
+        assert loaded is not None  # operations are never deleted
+        operation, order, customer = loaded
+        return operation, order, customer, await queue.steps(operation.id)
 
     async def _checkpoint(self, ctx: StepContext) -> None:
         async with self._deps.sessionmaker() as session, session.begin():

@@ -4,6 +4,7 @@ single reads whenever the list's answer cannot stand in for them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -11,6 +12,8 @@ import pytest
 
 from app.dci.client import DCIClient
 from app.dci.exceptions import DCIAuthError, DCINotFound
+from app.dci.models import Server
+from app.dci.server_reads import ServerReads
 from tests.unit.dci.fakes import FakeDCI, error, make_client
 
 LIST_PATH = "/api/dci/v3/server"
@@ -64,8 +67,8 @@ def single_reads(fake: FakeDCI) -> int:
 
 
 async def held_reads(client: DCIClient, servers: Servers, ids: list[int]) -> list[Any]:
-    """Reads 1 and 2 take both places on the wire; ``ids`` are asked meanwhile."""
-    first = [asyncio.create_task(client.get_server(server_id=i)) for i in (1, 2)]
+    """Read 1 goes out alone and is held there; ``ids`` are asked meanwhile."""
+    first = [asyncio.create_task(client.get_server(server_id=1))]
     await asyncio.sleep(0.01)
     rest = [asyncio.create_task(client.get_server(server_id=i)) for i in ids]
     await asyncio.sleep(0.01)
@@ -73,7 +76,7 @@ async def held_reads(client: DCIClient, servers: Servers, ids: list[int]) -> lis
     return await asyncio.gather(*first, *rest, return_exceptions=True)
 
 
-async def read_while_two_are_held(
+async def read_while_one_is_held(
     fake: FakeDCI, servers: Servers, ids: list[int], **client_options: Any
 ) -> list[Any]:
     async with make_client(fake, **client_options) as client:
@@ -84,11 +87,11 @@ async def test_reads_asked_while_a_call_is_out_leave_together_in_one_list_call()
     fake = FakeDCI()
     servers = Servers(fake)
     ids = [5, 3, 5, 9, 12]
-    answers = await read_while_two_are_held(fake, servers, ids)
+    answers = await read_while_one_is_held(fake, servers, ids)
 
-    assert [server.id for server in answers] == [1, 2, *ids]
-    # The first two went out alone (there was room on the wire); the rest queued.
-    assert single_reads(fake) == 2
+    assert [server.id for server in answers] == [1, *ids]
+    # The first went out alone (nothing was on the wire); the rest queued behind it.
+    assert single_reads(fake) == 1
     assert servers.filters == ["id EQ 5 OR id EQ 3 OR id EQ 9 OR id EQ 12"]
     listed = fake.calls("GET", LIST_PATH)[0]
     assert listed.url.params["limit"] == "4"
@@ -97,10 +100,10 @@ async def test_reads_asked_while_a_call_is_out_leave_together_in_one_list_call()
 async def test_a_server_missing_from_the_list_is_read_on_its_own() -> None:
     fake = FakeDCI()
     servers = Servers(fake)
-    answers = await read_while_two_are_held(fake, servers, [4, 21])
+    answers = await read_while_one_is_held(fake, servers, [4, 21])
     # 21 is not in the list's answer, and its own read says it does not exist.
-    assert answers[2].id == 4
-    assert isinstance(answers[3], DCINotFound)
+    assert answers[1].id == 4
+    assert isinstance(answers[2], DCINotFound)
     assert [r.url.path for r in fake.requests if r.url.path.endswith("/21")] == [f"{LIST_PATH}/21"]
 
 
@@ -122,23 +125,23 @@ async def test_an_answer_that_cannot_stand_in_for_single_reads_turns_batching_of
         fake.routes[f"GET {LIST_PATH}"] = error(400, 2002, "Unknown field in where")
     async with make_client(fake) as client:
         answers = await held_reads(client, servers, [3, 4])
-        assert [server.id for server in answers] == [1, 2, 3, 4]
-        assert single_reads(fake) == 4
+        assert [server.id for server in answers] == [1, 3, 4]
+        assert single_reads(fake) == 3
 
         # From then on every read is a single one, however many wait together.
         later = await asyncio.gather(*(client.get_server(server_id=i) for i in (5, 6, 7)))
     assert [server.id for server in later] == [5, 6, 7]
     assert len(fake.calls("GET", LIST_PATH)) == 1
-    assert single_reads(fake) == 7
+    assert single_reads(fake) == 6
 
 
 async def test_with_batching_off_every_read_is_its_own_call() -> None:
     fake = FakeDCI()
     servers = Servers(fake)
-    answers = await read_while_two_are_held(fake, servers, [3, 4, 4], batch_server_reads=False)
-    assert [server.id for server in answers] == [1, 2, 3, 4, 4]
+    answers = await read_while_one_is_held(fake, servers, [3, 4, 4], batch_server_reads=False)
+    assert [server.id for server in answers] == [1, 3, 4, 4]
     assert fake.calls("GET", LIST_PATH) == []
-    assert single_reads(fake) == 5
+    assert single_reads(fake) == 4
 
 
 async def test_a_refused_login_on_the_list_call_fails_its_reads_but_keeps_batching() -> None:
@@ -147,14 +150,14 @@ async def test_a_refused_login_on_the_list_call_fails_its_reads_but_keeps_batchi
     fake.routes[f"GET {LIST_PATH}"] = error(403, 3001, "Access denied")
     async with make_client(fake) as client:
         answers = await held_reads(client, servers, [3, 4])
-        assert [answer.id for answer in answers[:2]] == [1, 2]
-        assert all(isinstance(answer, DCIAuthError) for answer in answers[2:])
+        assert answers[0].id == 1
+        assert all(isinstance(answer, DCIAuthError) for answer in answers[1:])
 
         # Batching is still on: the next reads that queue up leave as one list call.
         fake.routes[f"GET {LIST_PATH}"] = servers.listed
         servers.released.clear()
         again = await held_reads(client, servers, [5, 6])
-    assert [answer.id for answer in again] == [1, 2, 5, 6]
+    assert [answer.id for answer in again] == [1, 5, 6]
     assert servers.filters == ["id EQ 5 OR id EQ 6"]
 
 
@@ -162,6 +165,35 @@ async def test_a_failed_list_call_fails_the_reads_that_waited_for_it() -> None:
     fake = FakeDCI()
     servers = Servers(fake)
     fake.routes[f"GET {LIST_PATH}"] = httpx.ConnectError("connection refused")
-    answers = await read_while_two_are_held(fake, servers, [3, 4])
-    assert [answer.id for answer in answers[:2]] == [1, 2]
-    assert all(isinstance(answer, Exception) for answer in answers[2:])
+    answers = await read_while_one_is_held(fake, servers, [3, 4])
+    assert answers[0].id == 1
+    assert all(isinstance(answer, Exception) for answer in answers[1:])
+
+
+async def test_a_full_batch_leaves_beside_the_call_already_out() -> None:
+    held = asyncio.Event()
+    calls: list[list[int]] = []
+
+    async def read_one(server_id: int) -> Server:
+        calls.append([server_id])
+        await held.wait()
+        return Server(id=server_id)
+
+    async def read_many(ids: Sequence[int]) -> list[Server]:
+        calls.append(list(ids))
+        return [Server(id=i) for i in ids]
+
+    reads = ServerReads(read_one=read_one, read_many=read_many, batch_size=3)
+    first = asyncio.create_task(reads.get(1))
+    await asyncio.sleep(0.01)
+    # Two reads wait behind the held one: not a full batch yet.
+    waiting = [asyncio.create_task(reads.get(i)) for i in (2, 3)]
+    await asyncio.sleep(0.01)
+    assert calls == [[1]]
+    # The third makes the batch full: it goes out without waiting for read 1.
+    waiting.append(asyncio.create_task(reads.get(4)))
+    assert [s.id for s in await asyncio.gather(*waiting)] == [2, 3, 4]
+    assert calls == [[1], [2, 3, 4]]
+    assert not first.done()
+    held.set()
+    assert (await first).id == 1
