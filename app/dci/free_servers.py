@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app.dci.models import Server
+from app.dci.waiters import settle
 
 # The free servers of a configuration, at most ``limit`` of them.
 Search = Callable[[str, int], Awaitable[list[Server]]]
@@ -53,7 +54,8 @@ class FreeServerSearches:
         searches.limit = max(searches.limit, limit)
         searches.waiters.append(future)
         self._dispatch(configuration)
-        return await future
+        # A list of its own: a claim reordering its candidates moves no other claim's.
+        return list(await future)
 
     def _dispatch(self, configuration: str) -> None:
         if configuration in self._on_the_wire or configuration not in self._next:
@@ -77,10 +79,4 @@ class FreeServerSearches:
         finally:
             self._on_the_wire.discard(configuration)
             self._dispatch(configuration)
-        for future in searches.waiters:
-            if future.done():  # its claim was cancelled meanwhile
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(list(outcome))
+        settle(searches.waiters, outcome)

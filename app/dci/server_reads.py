@@ -28,6 +28,7 @@ import structlog
 
 from app.dci.exceptions import DCIProtocolError, DCIRequestError
 from app.dci.models import Server
+from app.dci.waiters import settle
 
 log = structlog.get_logger(__name__)
 
@@ -96,14 +97,7 @@ class ServerReads:
             self._in_flight -= 1
             self._dispatch()
         for server_id, futures in batch.items():
-            outcome = outcomes[server_id]
-            for future in futures:
-                if future.done():  # its reader was cancelled meanwhile
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+            settle(futures, outcomes[server_id])
 
     async def _read(self, ids: list[int]) -> dict[int, Server | BaseException]:
         found: dict[int, Server | BaseException] = {}

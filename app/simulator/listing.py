@@ -56,9 +56,10 @@ def select_objects(
         matching = list(items)
     else:
         node = _parse_where(query.where, fields) if query.where else None
-        keys = equality_keys(node, "id") if node is not None and by_id else None
-        if by_id is not None and keys is not None:
-            items = by_id({int(key) for key in keys if key.isdigit()})
+        if node is not None and by_id is not None:
+            keys = equality_keys(node, "id")
+            if keys is not None:
+                items = by_id({int(key) for key in keys if key.isdigit()})
         keyed = [(values(item), item) for item in items]
         if node is not None:
             keyed = [pair for pair in keyed if evaluate(node, pair[0])]
