@@ -41,7 +41,7 @@ from app.admin.service import SignedIn
 from app.config import Settings
 from app.kit.db import SessionDep
 from app.kit.errors import DCIBridgeError, NotFound
-from app.kit.params import IdPath
+from app.kit.params import NO_NUL, IdPath
 from app.orders.models import OrderStatus
 from app.webhooks.models import WebhookEventStatus
 
@@ -308,7 +308,7 @@ async def login_form(
 async def login(
     request: Request,
     session: SessionDep,
-    username: Annotated[str, Form(max_length=256)] = "",
+    username: Annotated[str, Form(max_length=256, pattern=NO_NUL)] = "",
     password: Annotated[str, Form(max_length=4096)] = "",
     csrf_token: Annotated[str, Form(max_length=256)] = "",
     next_field: Annotated[str, Form(alias="next", max_length=2048)] = "/admin",
@@ -449,8 +449,8 @@ async def orders(
     admin: CurrentAdmin,
     session: SessionDep,
     status: Annotated[str, Query(max_length=32)] = "",
-    customer: Annotated[str, Query(max_length=320)] = "",
-    billing_id: Annotated[str, Query(max_length=255)] = "",
+    customer: Annotated[str, Query(max_length=320, pattern=NO_NUL)] = "",
+    billing_id: Annotated[str, Query(max_length=255, pattern=NO_NUL)] = "",
     server_id: Annotated[str, Query(max_length=20)] = "",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Response:
@@ -574,7 +574,7 @@ async def operation_action(
     admin: CheckedAdmin,
     session: SessionDep,
     background: BackgroundTasks,
-    reason: Annotated[str, Form(max_length=2000)] = "",
+    reason: Annotated[str, Form(max_length=2000, pattern=NO_NUL)] = "",
 ) -> Response:
     operation = await service.get_operation(session, operation_id)
     back = f"/admin/orders/{operation.order_id}"

@@ -11,7 +11,7 @@ from app.auth.models import Caller
 from app.auth.scopes import Scope
 from app.kit.db import ReadSessionDep, SessionDep
 from app.kit.openapi import problem_responses
-from app.kit.params import IdPath, PageLimit
+from app.kit.params import NO_NUL, IdPath, PageLimit
 from app.kit.prefer import requested_wait
 from app.orders import service
 from app.orders.models import OperationKind, OrderStatus
@@ -128,9 +128,9 @@ async def create_order(
 async def list_orders(
     client: Reader,
     session: ReadSessionDep,
-    external_id: str | None = None,
+    external_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
     status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
-    customer_external_id: str | None = None,
+    customer_external_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
     cursor: str | None = None,
     limit: PageLimit = 50,
 ) -> OrderPage:

@@ -1,18 +1,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
 from pydantic.config import JsonDict
 
+from app.kit.params import MAX_ID, NO_NUL
 from app.orders.lifecycle import SuspensionReason
 from app.orders.models import OperationKind, OperationStatus, OrderStatus, StepStatus
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = rf"^{_LABEL}(\.{_LABEL})*$"
-_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-SshKey = Field(min_length=1, max_length=16_384)
+_EMAIL = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
+SshKey = Annotated[str, Field(min_length=1, max_length=16_384, pattern=NO_NUL)]
+# A DCImanager id is stored as a 64-bit column; a larger one must be refused
+# here rather than overflow the driver.
+TemplateId = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class _Request(BaseModel):
@@ -20,9 +24,9 @@ class _Request(BaseModel):
 
 
 class CustomerIn(_Request):
-    external_id: str = Field(min_length=1, max_length=255, examples=["cust-1001"])
+    external_id: str = Field(min_length=1, max_length=255, pattern=NO_NUL, examples=["cust-1001"])
     email: str = Field(pattern=_EMAIL, max_length=320, examples=["jane@example.com"])
-    name: str = Field(default="", max_length=255, examples=["Jane Doe"])
+    name: str = Field(default="", max_length=255, pattern=NO_NUL, examples=["Jane Doe"])
 
 
 _STEP_EXAMPLE: JsonDict = {
@@ -92,12 +96,18 @@ class OrderCreate(_Request):
     )
 
     external_id: str = Field(
-        min_length=1, max_length=255, description="Billing's service id", examples=["svc-42"]
+        min_length=1,
+        max_length=255,
+        pattern=NO_NUL,
+        description="Billing's service id",
+        examples=["svc-42"],
     )
     customer: CustomerIn
-    configuration: str = Field(min_length=1, max_length=255, examples=["i9-9900K-64Gb-2x1024NVMe"])
-    os_template_id: int = Field(ge=0, examples=[12])
-    ssh_keys: list[str] = Field(default_factory=list, max_length=32)
+    configuration: str = Field(
+        min_length=1, max_length=255, pattern=NO_NUL, examples=["i9-9900K-64Gb-2x1024NVMe"]
+    )
+    os_template_id: TemplateId = Field(examples=[12])
+    ssh_keys: list[SshKey] = Field(default_factory=list, max_length=32)
     password: SecretStr | None = Field(
         default=None,
         min_length=8,
@@ -131,8 +141,8 @@ class TerminateRequest(_Request):
 
 
 class ReinstallRequest(_Request):
-    os_template_id: int = Field(ge=0, examples=[2])
-    ssh_keys: list[str] = Field(default_factory=list, max_length=32)
+    os_template_id: TemplateId = Field(examples=[2])
+    ssh_keys: list[SshKey] = Field(default_factory=list, max_length=32)
     password: SecretStr | None = Field(default=None, min_length=8, max_length=128)
 
 

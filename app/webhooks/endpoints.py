@@ -10,7 +10,7 @@ from app.auth.scopes import Scope
 from app.config import Settings
 from app.kit.db import SessionDep
 from app.kit.openapi import problem_responses
-from app.kit.params import IdPath, IdQuery, PageLimit
+from app.kit.params import NO_NUL, IdPath, IdQuery, PageLimit
 from app.webhooks import service, stripe
 from app.webhooks.exceptions import PayloadTooLarge
 from app.webhooks.models import WebhookEventStatus
@@ -131,8 +131,10 @@ async def list_webhook_events(
     _: Admin,
     session: SessionDep,
     status_: Annotated[WebhookEventStatus | None, Query(alias="status")] = None,
-    source: Annotated[str | None, Query(max_length=64)] = None,
-    event_id: Annotated[str | None, Query(max_length=255, description="The sender's id")] = None,
+    source: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    event_id: Annotated[
+        str | None, Query(max_length=255, pattern=NO_NUL, description="The sender's id")
+    ] = None,
     order_id: IdQuery = None,
     cursor: str | None = None,
     limit: PageLimit = 50,

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from app.kit.params import NO_NUL
 from app.webhooks.models import WebhookEventStatus, WebhookProvider
 
 # As Standard Webhooks allows for its own timestamp.
@@ -16,8 +17,12 @@ class StripeEventIn(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(min_length=1, max_length=255, examples=["evt_1Pgc76B7WZ01zgkWwyRHS12y"])
-    type: str = Field(min_length=1, max_length=128, examples=["invoice.payment_failed"])
+    id: str = Field(
+        min_length=1, max_length=255, pattern=NO_NUL, examples=["evt_1Pgc76B7WZ01zgkWwyRHS12y"]
+    )
+    type: str = Field(
+        min_length=1, max_length=128, pattern=NO_NUL, examples=["invoice.payment_failed"]
+    )
     created: int = Field(ge=0, lt=2**40, description="Unix time the event was created.")
 
 
@@ -29,12 +34,14 @@ class GenericEventIn(BaseModel):
     id: str = Field(
         min_length=1,
         max_length=255,
+        pattern=NO_NUL,
         description="Unique per source and event; a redelivery repeats it.",
         examples=["evt_000123"],
     )
     type: str = Field(
         min_length=1,
         max_length=128,
+        pattern=NO_NUL,
         description="`payment.failed`, `payment.succeeded` or `service.cancelled`; "
         "other types are stored and ignored.",
         examples=["payment.failed"],
@@ -42,6 +49,7 @@ class GenericEventIn(BaseModel):
     order_external_id: str = Field(
         min_length=1,
         max_length=255,
+        pattern=NO_NUL,
         description="The order's `external_id` (billing's service id).",
         examples=["svc-42"],
     )

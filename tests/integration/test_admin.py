@@ -449,6 +449,10 @@ async def test_orders_search_and_pages(
     assert ids(like_chars) == []
     bad_server = await bridge_browser.get("/admin/orders?server_id=abc")
     assert "A server id is a number" in bad_server.text
+    for name in ("customer", "billing_id"):
+        nul = await bridge_browser.get(f"/admin/orders?{name}=a%00")
+        assert nul.status_code == 400, (name, nul.text)
+        assert "not valid" in nul.text
 
     page = await bridge_browser.get(f"/admin/orders/{created[0]['id']}")
     assert page.status_code == 200

@@ -147,6 +147,40 @@ async def test_unknown_configuration_lists_the_known_ones(bridge: Bridge) -> Non
     assert CONFIGURATION in body["known_configurations"]
 
 
+async def test_text_with_nul_and_ids_past_64_bits_are_refused_before_the_database(
+    bridge: Bridge,
+) -> None:
+    # PostgreSQL cannot store NUL in text and the driver cannot bind an integer
+    # past 64 bits: both must be a 422 on every database, never a 500.
+    customer = {"external_id": "c", "email": "a@b.cd"}
+    refusals = {
+        ("body", "external_id"): order_body("svc-\x00", hostname=None, customer=customer),
+        ("body", "customer", "name"): order_body(
+            "svc-nul-name", customer={**customer, "name": "a\x00"}
+        ),
+        ("body", "customer", "email"): order_body(
+            "svc-nul-email", customer={**customer, "email": "a\x00@b.cd"}
+        ),
+        ("body", "ssh_keys", 0): order_body("svc-nul-key", ssh_keys=["ssh-ed25519 A\x00"]),
+        ("body", "os_template_id"): order_body("svc-huge", os_template_id=2**64),
+    }
+    for location, body in refusals.items():
+        response = await bridge.api.post("/api/v1/orders", json=body)
+        assert response.status_code == 422, (location, response.text)
+        assert [tuple(err["loc"]) for err in response.json()["errors"]] == [location]
+    for name in ("external_id", "customer_external_id"):
+        listed = await bridge.api.get("/api/v1/orders", params={name: "svc\x00"})
+        assert listed.status_code == 422, (name, listed.text)
+    order = await bridge.create("svc-after-refusals")
+    reinstall = await bridge.api.post(
+        f"/api/v1/orders/{order['id']}/reinstall", json={"os_template_id": 2**63}
+    )
+    assert reinstall.status_code == 422
+    listed = await bridge.api.get("/api/v1/orders")
+    assert [item["external_id"] for item in listed.json()["items"]] == ["svc-after-refusals"]
+    assert (await bridge.settle(order["id"]))["status"] == "active"
+
+
 async def test_out_of_stock_fails_fast_with_a_reason(bridge: Bridge) -> None:
     free = (await bridge.sim_state())["free_servers"][CONFIGURATION]
     orders = [await bridge.create(f"svc-stock-{n}", ipv4_count=0) for n in range(free + 1)]

@@ -421,6 +421,9 @@ async def test_the_event_list_pages_and_needs_admin(
     assert (await sender.get("/api/v1/webhook-events")).status_code == 401
     bad_cursor = await admin.get("/api/v1/webhook-events", params={"cursor": "nonsense"})
     assert bad_cursor.status_code == 422
+    for name in ("source", "event_id"):
+        nul = await admin.get("/api/v1/webhook-events", params={name: "a\x00"})
+        assert nul.status_code == 422, (name, nul.text)
 
 
 # -- generic senders (Standard Webhooks) -------------------------------------------------
@@ -491,6 +494,11 @@ async def test_generic_sources_are_authenticated_and_named(
     refused = await send_generic(sender, future)
     assert refused.status_code == 422
     assert "future" in refused.json()["errors"][0]["msg"]
+    # The sender's id also names the delivery header, which cannot carry NUL.
+    for field in ("type", "order_external_id"):
+        nul = await send_generic(sender, {**generic_event("payment.failed", "x"), field: "a\x00"})
+        assert nul.status_code == 422, (field, nul.text)
+        assert [tuple(err["loc"]) for err in nul.json()["errors"]] == [("body", field)]
 
     # Stored once, even when sent twice; and unmatched, since no such order exists.
     assert (await send_generic(sender, event)).json()["duplicate"] is False
