@@ -43,6 +43,15 @@ OS_TEMPLATE_ID = 1
 _T = TypeVar("_T")
 
 
+def service_client(*, max_connections: int = 100) -> httpx.AsyncClient:
+    """An HTTP client for the service under test. Idle connections are dropped
+    well before uvicorn's 5 s keep-alive ends: at the same 5 s, a connection left
+    idle between phases could be reused just as the server closed it (a
+    ReadError on the next phase's first request)."""
+    limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=2)
+    return httpx.AsyncClient(limits=limits)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -55,6 +55,7 @@ from bench.common import (
     reachable_databases,
     recording_failure,
     run_cleanly,
+    service_client,
     with_deadlines,
     write_report,
 )
@@ -374,7 +375,7 @@ class MemoryBench:
     async def _batches(self, probe: httpx.AsyncClient) -> None:
         async with contextlib.AsyncExitStack() as stack:
             clients = [
-                await stack.enter_async_context(httpx.AsyncClient())
+                await stack.enter_async_context(service_client())
                 for _ in range(self.config.clients)
             ]
             for target in self.config.steps:
@@ -433,7 +434,7 @@ async def run_one(
 ) -> DbRun:
     bench = MemoryBench(config, database, children, deadline=deadline)
     try:
-        async with recording_failure(bench.fail, children), httpx.AsyncClient() as probe:
+        async with recording_failure(bench.fail, children), service_client() as probe:
             return await bench.run(probe)
         # Only reached when recording_failure swallowed a failure.
         return bench.result

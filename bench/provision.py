@@ -62,6 +62,7 @@ from bench.common import (
     reachable_databases,
     recording_failure,
     run_cleanly,
+    service_client,
     service_env,
     with_deadlines,
     write_report,
@@ -619,11 +620,10 @@ async def run_one(
     config: BenchConfig, database: str, workers: int, children: Children, *, deadline: float
 ) -> list[RunResult]:
     bench = Bench(config, database, workers, children, deadline=deadline)
-    limits = httpx.Limits(max_connections=config.submit_concurrency + 4)
     try:
         async with (
             recording_failure(bench.fail, children),
-            httpx.AsyncClient(limits=limits) as client,
+            service_client(max_connections=config.submit_concurrency + 4) as client,
         ):
             return await bench.run(client)
         # Only reached when recording_failure swallowed a failure.

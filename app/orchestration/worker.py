@@ -69,7 +69,10 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
-        log.info("worker.started", worker_id=self.id)
+        loop = type(asyncio.get_running_loop())
+        log.info(
+            "worker.started", worker_id=self.id, event_loop=f"{loop.__module__}.{loop.__name__}"
+        )
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
             *(

@@ -165,6 +165,10 @@ async def test_two_workers_share_out_scarce_servers_exactly_once(
     assert not failed_ops[0] & failed_ops[1]
     assert len(finished[0] | finished[1]) == SERVERS
     assert len(failed_ops[0] | failed_ops[1]) == ORDERS - SERVERS
+    # Each ran on uvloop, the loop `serve` gets from uvicorn.
+    for worker in racers:
+        started = [e for e in worker.log_events() if e.get("event") == "worker.started"]
+        assert [e["event_loop"] for e in started] == ["uvloop.Loop"], worker.tail()
 
 
 async def _settled_orders(bridge: Bridge, racers: list[ManagedProcess]) -> list[dict[str, Any]]:
