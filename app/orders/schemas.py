@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
 from pydantic.config import JsonDict
 
 from app.kit.params import MAX_ID, NO_NUL
@@ -17,6 +17,20 @@ SshKey = Annotated[str, Field(min_length=1, max_length=16_384, pattern=NO_NUL)]
 # A DCImanager id is stored as a 64-bit column; a larger one must be refused
 # here rather than overflow the driver.
 TemplateId = Annotated[int, Field(ge=0, le=MAX_ID)]
+
+
+def _refuse_nul(password: SecretStr) -> SecretStr:
+    # DCImanager would get it as the OS password; refused here, not at install time.
+    if "\x00" in password.get_secret_value():
+        raise ValueError("the password must not contain NUL")
+    return password
+
+
+OsPassword = Annotated[
+    SecretStr,
+    Field(min_length=8, max_length=128, json_schema_extra={"pattern": NO_NUL}),
+    AfterValidator(_refuse_nul),
+]
 
 
 class _Request(BaseModel):
@@ -108,10 +122,8 @@ class OrderCreate(_Request):
     )
     os_template_id: TemplateId = Field(examples=[12])
     ssh_keys: list[SshKey] = Field(default_factory=list, max_length=32)
-    password: SecretStr | None = Field(
+    password: OsPassword | None = Field(
         default=None,
-        min_length=8,
-        max_length=128,
         description="Root password for the OS; stored encrypted only until installed.",
     )
     ipv4_count: int = Field(default=1, ge=0, le=64)
@@ -143,7 +155,7 @@ class TerminateRequest(_Request):
 class ReinstallRequest(_Request):
     os_template_id: TemplateId = Field(examples=[2])
     ssh_keys: list[SshKey] = Field(default_factory=list, max_length=32)
-    password: SecretStr | None = Field(default=None, min_length=8, max_length=128)
+    password: OsPassword | None = None
 
 
 class PowerRequest(_Request):

@@ -163,11 +163,13 @@ async def test_text_with_nul_and_ids_past_64_bits_are_refused_before_the_databas
         ),
         ("body", "ssh_keys", 0): order_body("svc-nul-key", ssh_keys=["ssh-ed25519 A\x00"]),
         ("body", "os_template_id"): order_body("svc-huge", os_template_id=2**64),
+        ("body", "password"): order_body("svc-nul-pass", password="Secret\x00Pass-1"),
     }
     for location, body in refusals.items():
         response = await bridge.api.post("/api/v1/orders", json=body)
         assert response.status_code == 422, (location, response.text)
         assert [tuple(err["loc"]) for err in response.json()["errors"]] == [location]
+        assert "Secret" not in response.text
     for name in ("external_id", "customer_external_id"):
         listed = await bridge.api.get("/api/v1/orders", params={name: "svc\x00"})
         assert listed.status_code == 422, (name, listed.text)
