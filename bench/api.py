@@ -64,6 +64,7 @@ from bench.common import (
     own_cpu_seconds,
     reachable_databases,
     run_cleanly,
+    service_client,
     service_env,
     wait_until_ok,
     write_report,
@@ -473,7 +474,7 @@ async def run_database(
     bench = DatabaseBench(config, database, children)
     run.log_dir = bench.workdir
     try:
-        async with httpx.AsyncClient() as client:
+        async with service_client() as client:
             await bench.start(client)
         for app, target in bench.targets.items():
             response_bytes.setdefault(app, target.order_bytes)

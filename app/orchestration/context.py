@@ -108,8 +108,8 @@ class StepContext:
         # Looks land on a shared grid, so the orders of a burst that watch their
         # servers look at the same moments and their reads share list calls
         # (``ServerReads``) instead of each costing a round trip of its own.
-        wake = self.now.timestamp() + delay
-        return math.ceil(wake / _POLL_GRID_SECONDS) * _POLL_GRID_SECONDS - self.now.timestamp()
+        now = self.now.timestamp()
+        return math.ceil((now + delay) / _POLL_GRID_SECONDS) * _POLL_GRID_SECONDS - now
 
     def waited_too_long(self) -> bool:
         started = self.step.started_at
