@@ -258,6 +258,9 @@ class WorkerFleet:
 
     async def stop_all(self) -> list[str]:
         """SIGTERM every worker; a graceful stop must end with 0."""
+        # A worker started by the last round may still be importing; SIGTERM before
+        # it installs its handlers ends it by the signal, not by a graceful stop.
+        await self.all_started()
         problems = []
         for process in self.running:
             code = await process.stop(timeout=60)
