@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # Operations waiting on DCImanager count too (an OS install holds its place
     # until it ends), and cost only a coroutine each: 35-105 KiB measured.
     max_concurrent_operations: int = Field(default=1000, ge=1)
+    # How many of them write their step's outcome at once; the rest queue oldest
+    # operation first. Below database_pool_size, so the API keeps connections.
+    worker_step_slots: int = Field(default=8, ge=1)
     # Waits up to this long happen in the worker (no database work per look);
     # longer ones park the step in the database and free the worker.
     inline_wait_seconds: float = Field(default=10.0, ge=0)

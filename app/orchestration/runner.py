@@ -30,6 +30,7 @@ from app.dci.exceptions import DCIError, DCIRequestError
 from app.dci.session import WRITE_GUARD
 from app.kit.backoff import full_jitter_delay
 from app.kit.crypto import SecretBox, SecretDecryptionError
+from app.kit.gate import PriorityGate
 from app.kit.metrics import OPERATIONS, STEP_DURATION
 from app.kit.models import utcnow
 from app.orchestration.context import StepContext
@@ -97,6 +98,12 @@ class OperationRunner:
         # other worker may take the operation over.
         self._write_window = deps.settings.lease_seconds / 2
         self._renewed_at: dict[int, float] = {}
+        # Step transactions queue oldest operation first, so in a burst the first
+        # orders go all the way to their OS install and finish early instead of
+        # every order moving one step per round and all finishing together. The
+        # DCImanager calls between them run outside the gate: a slow upstream
+        # never holds a slot.
+        self._gate = PriorityGate(deps.settings.worker_step_slots)
 
     def lease_renewed(self, operation_ids: list[int], *, at: float) -> None:
         """The leases on ``operation_ids`` were renewed by a transaction begun at ``at``
@@ -134,13 +141,15 @@ class OperationRunner:
         # Each operation runs in a task of its own, so this guards its writes only.
         guard = WRITE_GUARD.set(lambda: self._assert_lease(operation_id))
         try:
-            ctx = await self._begin_step(operation_id)
+            async with self._gate.slot(operation_id):
+                ctx = await self._begin_step(operation_id)
             while not isinstance(ctx, _Stop):
                 outcome = await self._execute(ctx)
                 outcome = await self._wait_inline(ctx, outcome)
                 self._crash_point("before_record", ctx.step.name)
                 step_name = ctx.step.name
-                ctx = await self._record(ctx, outcome)
+                async with self._gate.slot(operation_id):
+                    ctx = await self._record(ctx, outcome)
                 self._crash_point("after_record", step_name)
             self._stopped(ctx)
         finally:
