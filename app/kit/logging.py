@@ -55,6 +55,9 @@ def configure_logging(*, level: str, log_format: LogFormat) -> None:
     )
     structlog.configure(
         processors=[
+            # A call below the level is dropped before the processors below it
+            # run; stdlib would drop it only after all of them.
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

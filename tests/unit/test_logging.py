@@ -42,3 +42,23 @@ def test_json_logs_carry_context_and_hide_secrets(capfd: pytest.CaptureFixture[s
     assert ours["password"] == REDACTED
     assert any(line["event"] == "plain stdlib line" for line in lines)
     assert "s3cret-pw" not in json.dumps(lines)
+
+
+def test_calls_below_the_level_are_dropped_before_any_processor_runs(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(level="INFO", log_format=LogFormat.JSON)
+    seen: list[str] = []
+
+    def spy(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+        seen.append(str(event["event"]))
+        return event
+
+    processors = structlog.get_config()["processors"]
+    structlog.configure(processors=[processors[0], spy, *processors[1:]])
+    log = structlog.get_logger("test.levels")
+    log.debug("dci.request", path="/api/dci/v3/server")
+    log.info("order.accepted")
+    assert seen == ["order.accepted"]
+    events = [json.loads(line)["event"] for line in capfd.readouterr().err.splitlines() if line]
+    assert events == ["order.accepted"]
