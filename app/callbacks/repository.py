@@ -12,6 +12,9 @@ from sqlalchemy.orm import aliased, selectinload
 from app.callbacks.models import CallbackAttempt, CallbackEvent, CallbackStatus
 from app.kit.db import is_postgres
 
+# Built once: an alias built per statement costs more than the statement.
+_EARLIER = aliased(CallbackEvent, name="earlier_event")
+
 
 class CallbackRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -23,7 +26,6 @@ class CallbackRepository:
         An order's events go out in the order they happened: billing that simply
         applies each one must not see "unsuspended" before "suspended".
         """
-        earlier = aliased(CallbackEvent)
         due = (
             select(CallbackEvent.id)
             .where(
@@ -34,9 +36,9 @@ class CallbackRepository:
                     CallbackEvent.lease_expires_at < now,
                 ),
                 ~exists().where(
-                    earlier.order_id == CallbackEvent.order_id,
-                    earlier.id < CallbackEvent.id,
-                    earlier.status == CallbackStatus.PENDING,
+                    _EARLIER.order_id == CallbackEvent.order_id,
+                    _EARLIER.id < CallbackEvent.id,
+                    _EARLIER.status == CallbackStatus.PENDING,
                 ),
             )
             .order_by(CallbackEvent.next_attempt_at, CallbackEvent.id)
