@@ -23,6 +23,7 @@ from app.dci.completion import ObjectStateStrategy
 from app.idempotency.repository import purge_expired
 from app.kit.crypto import SecretBox
 from app.kit.db import create_engine, create_sessionmaker
+from app.kit.http_transport import AiohttpTransport
 from app.kit.models import utcnow
 from app.orchestration.runner import EngineDeps
 from app.orchestration.worker import Worker
@@ -112,7 +113,9 @@ async def build_runtime(
     callback_http = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.callback_timeout_seconds),
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=settings.callback_max_concurrent),
+        transport=AiohttpTransport(
+            limits=httpx.Limits(max_connections=settings.callback_max_concurrent)
+        ),
     )
     try:
         yield Runtime(

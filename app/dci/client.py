@@ -29,6 +29,7 @@ from app.dci.models import (
 from app.dci.server_reads import ServerReads
 from app.dci.session import DCISession
 from app.dci.where import Expr, Field, Or
+from app.kit.http_transport import AiohttpTransport
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -369,9 +370,13 @@ def create_dci_client(
     url = base_url or (str(settings.dci_url) if settings.dci_url is not None else None)
     if url is None:
         raise ConfigurationError("no DCImanager URL: set DCIBRIDGE_DCI_URL or pass base_url")
+    limits = httpx.Limits(
+        max_connections=settings.dci_max_connections,
+        max_keepalive_connections=settings.dci_max_connections,
+    )
     http = httpx.AsyncClient(
         base_url=url,
-        transport=transport,
+        transport=transport or AiohttpTransport(limits=limits),
         timeout=httpx.Timeout(
             connect=settings.dci_connect_timeout,
             read=settings.dci_read_timeout,
@@ -379,10 +384,6 @@ def create_dci_client(
             # Waiting for a free pooled connection is queueing behind our own
             # calls, so it may take as long as one of them.
             pool=settings.dci_read_timeout,
-        ),
-        limits=httpx.Limits(
-            max_connections=settings.dci_max_connections,
-            max_keepalive_connections=settings.dci_max_connections,
         ),
     )
     return DCIClient(

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from app.config import ConfigurationError, Settings
 from app.dci.client import create_dci_client
 from app.dci.exceptions import DCIAuthError, DCIError
+from app.kit.http_transport import AiohttpTransport
 from tests.unit.dci.fakes import EMAIL, PASSWORD, FakeDCI, error, make_client
 
 SECRET_KEY = secrets.token_urlsafe(48)
@@ -48,8 +49,9 @@ def test_factory_builds_one_client_with_explicit_timeouts_and_a_bounded_pool(
     assert kwargs["base_url"] == "https://dci.example/"
     timeout = kwargs["timeout"]
     assert (timeout.connect, timeout.read) == (3.0, 25.0)
-    limits = kwargs["limits"]
-    assert limits.max_connections == 7
+    transport = kwargs["transport"]
+    assert isinstance(transport, AiohttpTransport)
+    assert transport.limits.max_connections == 7
 
 
 async def test_factory_runs_against_an_injected_transport_and_base_url() -> None:
