@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -35,6 +35,65 @@ _INSERT_STEPS = insert(cast(Table, OperationStep.__table__))
 # Built once: an alias built per statement costs more than the statement.
 _EARLIER = aliased(Operation, name="earlier_operation")
 _SET_OWNER = aliased(OperationStep, name="set_owner_step")
+
+# The statements every step runs, built once with their values as parameters:
+# building one and computing its cache key cost more CPU than executing it. The
+# updates name the table, not the model: nothing in the session needs syncing,
+# and the ORM's bulk-update machinery costs as much again.
+_OPERATIONS = cast(Table, Operation.__table__)
+_ORDERS = cast(Table, Order.__table__)
+_RENEW = (
+    update(_OPERATIONS)
+    .where(
+        _OPERATIONS.c.id == bindparam("operation_id"),
+        _OPERATIONS.c.lease_owner == bindparam("worker_id"),
+    )
+    .values(lease_expires_at=bindparam("lease_until"))
+)
+_RELEASE = (
+    update(_OPERATIONS)
+    .where(
+        _OPERATIONS.c.id.in_(bindparam("operation_ids", expanding=True)),
+        _OPERATIONS.c.lease_owner == bindparam("worker_id"),
+    )
+    .values(lease_owner=None, lease_expires_at=None)
+)
+_OPERATION_WITH_ORDER = (
+    select(Operation, Order, Customer)
+    .join(Order, Order.id == Operation.order_id)
+    .join(Customer, Customer.id == Order.customer_id)
+    .where(Operation.id == bindparam("operation_id"))
+    .execution_options(populate_existing=True)
+)
+_STEPS = (
+    select(OperationStep)
+    .where(OperationStep.operation_id == bindparam("operation_id"))
+    .order_by(OperationStep.position)
+    .execution_options(populate_existing=True)
+)
+_SERVERS_AWAITING_OWNER = (
+    select(Order.dci_server_id)
+    .join(Operation, Operation.order_id == Order.id)
+    .join(_SET_OWNER, _SET_OWNER.operation_id == Operation.id)
+    .where(
+        Order.configuration == bindparam("configuration"),
+        Order.status == OrderStatus.PROVISIONING,
+        Order.dci_server_id.is_not(None),
+        Operation.kind == OperationKind.PROVISION,
+        Operation.status.in_(UNFINISHED),
+        _SET_OWNER.name == "set_owner",
+        _SET_OWNER.status != StepStatus.SUCCEEDED,
+    )
+)
+_SERVERS_HELD = select(_ORDERS.c.dci_server_id).where(
+    _ORDERS.c.dci_server_id.in_(bindparam("server_ids", expanding=True)),
+    _ORDERS.c.status.in_(LIVE_STATUSES),
+)
+_POINT_ORDER_AT_SERVER = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.dci_server_id.is_(None))
+    .values(dci_server_id=bindparam("server_id"))
+)
 
 
 def _runnable(now: datetime) -> list[ColumnElement[bool]]:
@@ -81,10 +140,8 @@ class QueueRepository:
         self, *, operation_id: int, worker_id: str, now: datetime, lease: timedelta
     ) -> bool:
         result = await self.session.execute(
-            update(Operation)
-            .where(Operation.id == operation_id, Operation.lease_owner == worker_id)
-            .values(lease_expires_at=now + lease)
-            .execution_options(synchronize_session=False)
+            _RENEW,
+            {"operation_id": operation_id, "worker_id": worker_id, "lease_until": now + lease},
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -103,10 +160,7 @@ class QueueRepository:
 
     async def release(self, *, operation_ids: Sequence[int], worker_id: str) -> None:
         await self.session.execute(
-            update(Operation)
-            .where(Operation.id.in_(operation_ids), Operation.lease_owner == worker_id)
-            .values(lease_owner=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False)
+            _RELEASE, {"operation_ids": list(operation_ids), "worker_id": worker_id}
         )
 
     async def add_operation(
@@ -158,23 +212,12 @@ class QueueRepository:
     ) -> tuple[Operation, Order, Customer] | None:
         """The operation with its order and customer, fresh from the database, in one
         statement (every step reads all three, twice)."""
-        result = await self.session.execute(
-            select(Operation, Order, Customer)
-            .join(Order, Order.id == Operation.order_id)
-            .join(Customer, Customer.id == Order.customer_id)
-            .where(Operation.id == operation_id)
-            .execution_options(populate_existing=True)
-        )
+        result = await self.session.execute(_OPERATION_WITH_ORDER, {"operation_id": operation_id})
         row = result.one_or_none()
         return None if row is None else (row[0], row[1], row[2])
 
     async def steps(self, operation_id: int) -> list[OperationStep]:
-        result = await self.session.execute(
-            select(OperationStep)
-            .where(OperationStep.operation_id == operation_id)
-            .order_by(OperationStep.position)
-            .execution_options(populate_existing=True)
-        )
+        result = await self.session.execute(_STEPS, {"operation_id": operation_id})
         return list(result.scalars())
 
     async def servers_awaiting_owner(self, configuration: str) -> set[int]:
@@ -185,18 +228,7 @@ class QueueRepository:
         handful, however many orders are in flight) can appear among its free ones.
         """
         result = await self.session.execute(
-            select(Order.dci_server_id)
-            .join(Operation, Operation.order_id == Order.id)
-            .join(_SET_OWNER, _SET_OWNER.operation_id == Operation.id)
-            .where(
-                Order.configuration == configuration,
-                Order.status == OrderStatus.PROVISIONING,
-                Order.dci_server_id.is_not(None),
-                Operation.kind == OperationKind.PROVISION,
-                Operation.status.in_(UNFINISHED),
-                _SET_OWNER.name == "set_owner",
-                _SET_OWNER.status != StepStatus.SUCCEEDED,
-            )
+            _SERVERS_AWAITING_OWNER, {"configuration": configuration}
         )
         return {server_id for server_id in result.scalars() if server_id is not None}
 
@@ -208,23 +240,13 @@ class QueueRepository:
         moves on to the next candidate inside this same transaction.
         """
         held = set(
-            (
-                await self.session.execute(
-                    select(Order.dci_server_id).where(
-                        Order.dci_server_id.in_(server_ids),
-                        Order.status.in_(LIVE_STATUSES),
-                    )
-                )
-            ).scalars()
+            (await self.session.execute(_SERVERS_HELD, {"server_ids": list(server_ids)})).scalars()
         )
         for server_id in (candidate for candidate in server_ids if candidate not in held):
             try:
                 async with self.session.begin_nested():
                     result = await self.session.execute(
-                        update(Order)
-                        .where(Order.id == order_id, Order.dci_server_id.is_(None))
-                        .values(dci_server_id=server_id)
-                        .execution_options(synchronize_session=False)
+                        _POINT_ORDER_AT_SERVER, {"order_id": order_id, "server_id": server_id}
                     )
             except IntegrityError:
                 continue
