@@ -15,9 +15,10 @@ For each database it starts, side by side:
   one INSERT, with dcibridge's own engine (same driver and configuration) and
   the same uvicorn settings, on a scratch database of its own: the baseline of
   the targets ("minimal");
-- the same minimal app on SQLAlchemy's default engine configuration (no pool
-  pre-ping, SQLite's deferred transactions), to show what dcibridge's engine
-  configuration itself costs ("minimal-plain").
+- the same minimal app on SQLAlchemy's default engine configuration (no ping of
+  idle pooled connections, a first-in first-out pool, SQLite's deferred
+  transactions), to show what dcibridge's engine configuration itself costs
+  ("minimal-plain").
 
 Then, for each case, each app in turn gets the same requests from
 ``bench/loadgen.py`` (a separate process, fixed concurrency, keep-alive, warm-up
@@ -626,10 +627,11 @@ def report(result: ApiBenchResult, *, plotted: bool) -> str:
         "runs); **minimal** (`bench/minimal_app.py`: one primary-key SELECT for the read, "
         "one INSERT ... RETURNING for the accept, pydantic models, no auth, no "
         "middleware) on dcibridge's own engine (`app.kit.db.create_engine`: SQLAlchemy async "
-        "over asyncpg or aiosqlite, a pool of 20 connections, PostgreSQL with pre-ping on "
-        "every checkout, SQLite in WAL with `synchronous=NORMAL` and `BEGIN IMMEDIATE`), the "
+        "over asyncpg or aiosqlite, a pool of 20 connections, PostgreSQL with a last-in "
+        "first-out pool that pings a connection idle for more than 0.1 s, SQLite in WAL "
+        "with `synchronous=NORMAL` and `BEGIN IMMEDIATE`), the "
         "baseline of the targets; **minimal-plain**, the same app on SQLAlchemy's default "
-        "engine configuration (same driver, pool bounds and SQLite durability; no pre-ping, "
+        "engine configuration (same driver, pool bounds and SQLite durability; no ping, "
         "deferred SQLite transactions), for information. All three run "
         "`uvicorn.run(app, log_config=None, access_log=False)` in one process with the root "
         f"logger at {config.log_level}. Stack: {_server_stack()}."

@@ -17,10 +17,11 @@ What must be equal for the comparison to mean something:
 - the database access layer. ``--engine dcibridge`` (the default) builds the
   engine with dcibridge's own ``app.kit.db.create_engine``: SQLAlchemy's async
   engine over asyncpg or aiosqlite, configured exactly as dcibridge runs it
-  (a pool of 20 connections kept open, no overflow; PostgreSQL: pre-ping on every
-  checkout; SQLite: WAL, ``synchronous=NORMAL``, ``busy_timeout``, every
-  transaction opened with ``BEGIN IMMEDIATE``). ``--engine plain`` keeps the driver, pool bounds and
-  SQLite durability but leaves the rest at SQLAlchemy's defaults (no pre-ping,
+  (a pool of 20 connections kept open, no overflow; PostgreSQL: last in, first
+  out, a ping before reusing a connection idle for more than 0.1 s; SQLite: WAL,
+  ``synchronous=NORMAL``, ``busy_timeout``, every transaction opened with
+  ``BEGIN IMMEDIATE``). ``--engine plain`` keeps the driver, pool bounds and
+  SQLite durability but leaves the rest at SQLAlchemy's defaults (no ping,
   SQLite's deferred transactions), to show what that configuration costs;
 - the server: ``uvicorn.run`` called exactly as ``dcibridge serve`` calls it (one
   process, default loop and HTTP implementations, ``log_config=None``, access
