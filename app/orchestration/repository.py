@@ -63,6 +63,7 @@ _OPERATION_WITH_ORDER = (
     .join(Order, Order.id == Operation.order_id)
     .join(Customer, Customer.id == Order.customer_id)
     .where(Operation.id == bindparam("operation_id"))
+    .with_for_update(of=Operation)
     .execution_options(populate_existing=True)
 )
 _STEPS = (
@@ -211,7 +212,8 @@ class QueueRepository:
         self, operation_id: int
     ) -> tuple[Operation, Order, Customer] | None:
         """The operation with its order and customer, fresh from the database, in one
-        statement (every step reads all three, twice)."""
+        statement; the operation's row stays locked until commit, so that the lease
+        it carries can be renewed on it (``OperationRunner._take``)."""
         result = await self.session.execute(_OPERATION_WITH_ORDER, {"operation_id": operation_id})
         row = result.one_or_none()
         return None if row is None else (row[0], row[1], row[2])

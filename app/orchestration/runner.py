@@ -136,6 +136,24 @@ class OperationRunner:
             self.lease_renewed([operation_id], at=started)
         return renewed
 
+    async def _take(
+        self, queue: QueueRepository, operation_id: int, now: datetime
+    ) -> tuple[Operation, Order, Customer] | None:
+        """The operation, its order and customer, with the lease renewed from ``now``.
+
+        None when the operation is gone or another worker holds it now. Reading
+        the operation locked and renewing its lease on the loaded row saves the
+        statement a separate renewal costs: the lease is written with the step's
+        own changes to the operation.
+        """
+        started = time.monotonic()
+        loaded = await queue.operation_with_order(operation_id)
+        if loaded is None or loaded[0].lease_owner != self._worker_id:
+            return None
+        loaded[0].lease_expires_at = now + self._lease
+        self.lease_renewed([operation_id], at=started)
+        return loaded
+
     async def run(self, operation_id: int) -> None:
         structlog.contextvars.bind_contextvars(operation_id=operation_id)
         # Each operation runs in a task of its own, so this guards its writes only.
@@ -191,11 +209,11 @@ class OperationRunner:
         async with self._deps.sessionmaker() as session, session.begin():
             queue = QueueRepository(session)
             now = utcnow()
-            if not await self._renew(queue, operation_id, now):
+            loaded = await self._take(queue, operation_id, now)
+            if loaded is None:
                 return _LEAVE
-            loaded = await queue.operation_with_order(operation_id)
-            if loaded is None or loaded[0].status in _FINAL_OPERATIONS:
-                await queue.release(operation_ids=[operation_id], worker_id=self._worker_id)
+            if loaded[0].status in _FINAL_OPERATIONS:
+                _let_go(loaded[0])
                 return _LEAVE
             operation, order, customer = loaded
             structlog.contextvars.bind_contextvars(order_id=order.id)
@@ -216,7 +234,6 @@ class OperationRunner:
         Runs inside the transaction that read (or just wrote) these rows, so moving
         on from one step to the next costs no transaction of its own.
         """
-        queue = QueueRepository(session)
         if operation.status is OperationStatus.QUEUED:
             try:
                 lifecycle.apply(lifecycle.state_of(order), operation.kind, operation.params)
@@ -224,7 +241,7 @@ class OperationRunner:
                 await self._settle_failed(
                     session, operation, order, steps, now, "invalid_order_state", refused.reason
                 )
-                await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+                _let_go(operation)
                 return _Stop(settled=operation.kind)
             operation.status = OperationStatus.RUNNING
             operation.started_at = now
@@ -233,11 +250,11 @@ class OperationRunner:
         step = next((s for s in steps if s.status not in _SETTLED_STEPS), None)
         if step is None:
             await self._settle(session, operation, order, steps, now)
-            await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+            _let_go(operation)
             return _Stop(settled=operation.kind)
         if step.next_attempt_at is not None and step.next_attempt_at > now:
             operation.next_run_at = step.next_attempt_at
-            await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+            _let_go(operation)
             return _LEAVE
         if step.status is not StepStatus.WAITING:
             step.attempts += 1
@@ -298,10 +315,12 @@ class OperationRunner:
         async with deps.sessionmaker() as session, session.begin():
             queue = QueueRepository(session)
             now = utcnow()
-            if not await self._renew(queue, ctx.operation.id, now):
+            loaded = await self._take(queue, ctx.operation.id, now)
+            if loaded is None:
                 log.warning(f"{kind}.step.lease_lost")
                 return _LEAVE
-            operation, order, customer, steps = await self._load(session, ctx)
+            operation, order, customer = loaded
+            steps = await queue.steps(operation.id)
             step = next(s for s in steps if s.id == ctx.step.id)
             _apply_updates(ctx, order, customer, step)
 
@@ -320,7 +339,7 @@ class OperationRunner:
                     step.status = StepStatus.PENDING
                     step.last_error = outcome.error
                     self._park(operation, step, now + timedelta(seconds=delay))
-                    await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+                    _let_go(operation)
                     log.warning(f"{kind}.step.retrying", error=outcome.error, delay=delay)
                     return _LEAVE
 
@@ -333,7 +352,7 @@ class OperationRunner:
                 case Wait(seconds=seconds, note=note):
                     step.status = StepStatus.WAITING
                     self._park(operation, step, now + timedelta(seconds=seconds))
-                    await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+                    _let_go(operation)
                     log.debug(f"{kind}.step.waiting", note=note)
                     return _LEAVE
                 case Rewind(to_step=to_step, reason=reason):
@@ -348,27 +367,21 @@ class OperationRunner:
                         await self._settle_failed(
                             session, operation, order, steps, now, code, reason
                         )
-                        await queue.release(operation_ids=[operation.id], worker_id=self._worker_id)
+                        _let_go(operation)
                         return _Stop(settled=operation.kind)
                     # Compensation steps were added: read them back in position order.
                     await session.flush()
                     steps = await queue.steps(operation.id)
             return await self._next_step(session, operation, order, customer, steps, now)
 
-    async def _load(
-        self, session: AsyncSession, ctx: StepContext
-    ) -> tuple[Operation, Order, Customer, list[OperationStep]]:
-        queue = QueueRepository(session)
-        loaded = await queue.operation_with_order(ctx.operation.id)
-        assert loaded is not None  # operations are never deleted
-        operation, order, customer = loaded
-        return operation, order, customer, await queue.steps(operation.id)
-
     async def _checkpoint(self, ctx: StepContext) -> None:
         async with self._deps.sessionmaker() as session, session.begin():
-            if not await self._renew(QueueRepository(session), ctx.operation.id):
+            queue = QueueRepository(session)
+            loaded = await self._take(queue, ctx.operation.id, utcnow())
+            if loaded is None:
                 raise LeaseLost(ctx.operation.id)
-            _, order, customer, steps = await self._load(session, ctx)
+            _, order, customer = loaded
+            steps = await queue.steps(ctx.operation.id)
             step = next(s for s in steps if s.id == ctx.step.id)
             _apply_updates(ctx, order, customer, step)
 
@@ -524,6 +537,13 @@ def _apply_updates(ctx: StepContext, order: Order, customer: Customer, step: Ope
         setattr(order, name, value)
     for name, value in ctx.customer_updates.items():
         setattr(customer, name, value)
+
+
+def _let_go(operation: Operation) -> None:
+    """Give up the lease, written with the transaction's other changes to the
+    operation: its row is locked and its owner checked since ``_take``."""
+    operation.lease_owner = None
+    operation.lease_expires_at = None
 
 
 def _skip_pending(steps: list[OperationStep]) -> None:
