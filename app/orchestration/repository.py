@@ -27,8 +27,10 @@ from app.orders.models import (
 )
 
 UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+_OPERATIONS = cast(Table, Operation.__table__)
+_ORDERS = cast(Table, Order.__table__)
 # Built once: the values come as execution parameters.
-_INSERT_OPERATION = insert(cast(Table, Operation.__table__)).returning(Operation.__table__.c.id)
+_INSERT_OPERATION = insert(_OPERATIONS).returning(_OPERATIONS.c.id)
 _INSERT_STEPS = insert(cast(Table, OperationStep.__table__))
 
 
@@ -40,8 +42,6 @@ _SET_OWNER = aliased(OperationStep, name="set_owner_step")
 # building one and computing its cache key cost more CPU than executing it. The
 # updates name the table, not the model: nothing in the session needs syncing,
 # and the ORM's bulk-update machinery costs as much again.
-_OPERATIONS = cast(Table, Operation.__table__)
-_ORDERS = cast(Table, Order.__table__)
 _RENEW = (
     update(_OPERATIONS)
     .where(
