@@ -37,7 +37,7 @@ _MAYBE_SENT: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
 )
 
 
-def httpx_error(error: Exception) -> httpx.TransportError | None:
+def _httpx_error(error: Exception) -> httpx.TransportError | None:
     """The httpx exception that says what ``error`` (from aiohttp) means, if any."""
     for source, target in (*_NOT_SENT, *_MAYBE_SENT):
         if isinstance(error, source):
@@ -99,7 +99,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ) as answer:
                 content = await answer.read()
         except Exception as error:
-            mapped = httpx_error(error)
+            mapped = _httpx_error(error)
             if mapped is None:
                 raise
             raise mapped from error
