@@ -18,6 +18,7 @@ from app.auth.scopes import DEFAULT_SCOPES, Scope
 from app.config import ConfigurationError, Settings, load_settings
 from app.kit.db import create_engine, create_sessionmaker
 from app.kit.errors import DCIBridgeError
+from app.kit.heap import settle_heap
 from app.kit.logging import configure_logging
 from app.kit.migrations import schema_is_current, upgrade_to_head
 
@@ -99,7 +100,7 @@ def serve(
     settings = settings.model_copy(update={"run_worker": not no_worker})
     _prepare_database(settings)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, owns_process=True),
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
@@ -129,6 +130,7 @@ def worker() -> None:
             serving_worker_metrics(settings, runtime.sessionmaker),
         ):
             process_worker = runtime.worker()
+            settle_heap()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, process_worker.stop)

@@ -26,6 +26,7 @@ from app.health.metrics import router as metrics_router
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.kit.db import read_only
 from app.kit.errors import install_error_handlers
+from app.kit.heap import settle_heap
 from app.kit.logging import configure_logging
 from app.kit.middleware import RequestContextMiddleware
 from app.kit.openapi import document_idempotency
@@ -80,6 +81,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             database=runtime.engine.url.render_as_string(hide_password=True),
             worker="embedded" if settings.run_worker else "external",
         )
+        if state.owns_process:
+            settle_heap()
         try:
             yield
         finally:
@@ -90,7 +93,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.info("app.stopped")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, owns_process: bool = False) -> FastAPI:
+    """``owns_process``: the app is the process's whole program (``dcibridge serve``),
+    so it may tune process-wide settings such as the garbage collector's."""
     settings = settings or load_settings()
     configure_logging(level=settings.log_level, log_format=settings.effective_log_format)
     app = FastAPI(
@@ -100,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.owns_process = owns_process
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware, path_prefix=f"{API_PREFIX}/")
     app.add_middleware(RequestContextMiddleware)

@@ -8,6 +8,7 @@ from pathlib import Path
 import uvicorn
 
 from app.config import LogFormat
+from app.kit.heap import settle_heap
 from app.kit.logging import configure_logging
 from app.simulator.app import create_simulator_app
 from app.simulator.inventory import Inventory, load_inventory
@@ -36,4 +37,5 @@ def run_simulator(
     )
     sys.stdout.flush()
     configure_logging(level="INFO", log_format=LogFormat.CONSOLE)
+    settle_heap()
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
