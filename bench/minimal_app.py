@@ -20,9 +20,10 @@ What must be equal for the comparison to mean something:
   (a pool of 20 connections kept open, no overflow; PostgreSQL: last in, first
   out, a ping before reusing a connection idle for more than 0.1 s; SQLite: WAL,
   ``synchronous=NORMAL``, ``busy_timeout``, every transaction opened with
-  ``BEGIN IMMEDIATE``). ``--engine plain`` keeps the driver, pool bounds and
-  SQLite durability but leaves the rest at SQLAlchemy's defaults (no ping,
-  SQLite's deferred transactions), to show what that configuration costs;
+  ``BEGIN IMMEDIATE`` after queueing in the event loop for the write lock).
+  ``--engine plain`` keeps the driver, pool bounds and SQLite durability but
+  leaves the rest at SQLAlchemy's defaults (no ping, SQLite's deferred
+  transactions and its busy handler), to show what that configuration costs;
 - the server: ``uvicorn.run`` called exactly as ``dcibridge serve`` calls it (one
   process, default loop and HTTP implementations, ``log_config=None``, access
   log off), with the root logger at the same level.

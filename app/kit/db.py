@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -16,19 +18,24 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
 
 from app.config import Settings
 
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+_HELD_WRITE_LOCK = "dcibridge_write_lock"
+
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # The driver's own implicit BEGIN is switched off: _begin_immediately emits it.
+    # The driver's own implicit BEGIN is switched off: _SQLiteWriteQueue.begin emits it.
     dbapi_connection.isolation_level = None
     # WAL lets readers proceed while one writer commits; foreign keys are off by
-    # default in SQLite; busy_timeout makes concurrent writers wait instead of failing.
+    # default in SQLite; busy_timeout makes a writer in another process wait instead
+    # of failing.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -37,15 +44,52 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 READ_ONLY = "dcibridge_read_only"
 
 
-def _begin_immediately(connection: Any) -> None:
-    # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY)
-    # when another connection wrote in between; taking the write lock up front makes
-    # concurrent transactions queue on busy_timeout instead. It also gives SQLite
-    # working SAVEPOINTs under SQLAlchemy. A session that only reads opens no
-    # transaction at all: each statement reads a snapshot of its own under WAL,
-    # beside the writer instead of queueing for the write lock.
-    if not connection.get_execution_options().get(READ_ONLY):
+class _SQLiteWriteQueue:
+    """One write transaction at a time per process, queued in the event loop.
+
+    SQLite lets one connection write at a time. Left to SQLite, the others would
+    wait in its busy handler, which sleeps in steps of up to 100 ms and retries:
+    in a burst the write lock sits free while every waiter sleeps, and a request
+    can wait seconds behind transactions that took milliseconds. Queued here
+    instead, the next transaction starts the moment the last one's connection is
+    back in the pool. SQLite takes one process (see the operations guide); a
+    second one (``dcibridge api-key create``, a backup) still waits on
+    ``busy_timeout``.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def _acquire(self) -> asyncio.Lock:
+        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        try:
+            async with asyncio.timeout(self._timeout):
+                await lock.acquire()
+        except TimeoutError:
+            raise TimeoutError(f"waited {self._timeout:.0f} s for the SQLite write lock") from None
+        return lock
+
+    def begin(self, connection: Any) -> None:
+        # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY)
+        # when another connection wrote in between; taking the write lock up front
+        # avoids that. It also gives SQLite working SAVEPOINTs under SQLAlchemy. A
+        # session that only reads opens no transaction at all: each statement reads
+        # a snapshot of its own under WAL, beside the writer instead of queueing.
+        if connection.get_execution_options().get(READ_ONLY):
+            return
+        info = connection.info
+        if _HELD_WRITE_LOCK not in info:
+            info[_HELD_WRITE_LOCK] = await_only(self._acquire())
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @staticmethod
+    def release(_dbapi_connection: Any, record: Any) -> None:
+        lock = record.info.pop(_HELD_WRITE_LOCK, None)
+        if lock is not None:
+            lock.release()
 
 
 # A pooled PostgreSQL connection used less than this long ago is handed out
@@ -79,7 +123,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, echo=settings.database_echo, **pool)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _begin_immediately)
+        writes = _SQLiteWriteQueue(timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+        event.listen(engine.sync_engine, "begin", writes.begin)
+        event.listen(engine.sync_engine.pool, "checkin", writes.release)
         return engine
     # Last in, first out: under load the same few connections stay warm inside the
     # ping window, and the rest idle rather than each being used just often enough
