@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     callback_retry_base_seconds: float = Field(default=5.0, gt=0)
     callback_retry_max_seconds: float = Field(default=3_600.0, gt=0)
     callback_max_concurrent: int = Field(default=10, ge=1)
+    # Delivered callbacks stay this long (billing and the dashboard can look them up),
+    # then the worker deletes them with their attempt log. Undelivered ones stay.
+    callback_retention_days: float = Field(default=30.0, gt=0)
 
     # Payment webhooks
     # Stripe endpoint signing secrets, comma-separated (two while rolling one over).
@@ -126,6 +129,11 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=5, ge=1)
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=600.0, gt=0)
+    # Settled events (processed, ignored, unmatched) stay this long, then the worker
+    # deletes them; failed ones stay for the operator. At least a week, beyond any
+    # sender's retries (Stripe's: 3 days), since a stored event is what recognises a
+    # resent one.
+    webhook_retention_days: float = Field(default=90.0, ge=7)
 
     # Admin dashboard
     # A session unused this long is signed out; none outlives the maximum either.

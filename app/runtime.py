@@ -6,9 +6,10 @@ two cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 import structlog
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.callbacks.delivery import CallbackDeliverer
+from app.callbacks.service import purge_delivered
 from app.config import Settings
 from app.dci.client import DCIClient, create_dci_client
 from app.dci.completion import ObjectStateStrategy
@@ -31,10 +33,15 @@ from app.simulator.app import create_simulator_app
 from app.simulator.inventory import Inventory
 from app.stock.cache import StockCache
 from app.webhooks.processor import WebhookProcessor
+from app.webhooks.service import purge_settled
 
 log = structlog.get_logger(__name__)
 
 EMBEDDED_SIMULATOR_URL = "http://embedded-simulator"
+# Rows a housekeeping purge deletes per transaction.
+PURGE_BATCH_ROWS = 1_000
+# Deletes what is due at ``now`` (at most a batch, when it takes a limit); how many went.
+Purge = Callable[[AsyncSession, datetime], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -67,16 +74,46 @@ class Runtime:
             sessionmaker=self.sessionmaker, settings=self.settings, secrets=self.secrets
         )
         return Worker(
-            self.engine_deps(),
-            pollers=[deliverer, inbox],
-            housekeeping=[self._purge_idempotency_keys],
+            self.engine_deps(), pollers=[deliverer, inbox], housekeeping=self.housekeeping()
         )
 
-    async def _purge_idempotency_keys(self) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            purged = await purge_expired(session, now=utcnow())
-        if purged:
-            log.info("idempotency.purged", keys=purged)
+    def housekeeping(self) -> list[Callable[[], Awaitable[None]]]:
+        """The worker's periodic chores: deleting what has outlived its retention."""
+        settings = self.settings
+        return [
+            self._purge("idempotency.purged", lambda session, now: purge_expired(session, now=now)),
+            self._purge(
+                "callbacks.purged",
+                lambda session, now: purge_delivered(
+                    session, settings=settings, now=now, limit=PURGE_BATCH_ROWS
+                ),
+            ),
+            self._purge(
+                "webhooks.purged",
+                lambda session, now: purge_settled(
+                    session, settings=settings, now=now, limit=PURGE_BATCH_ROWS
+                ),
+            ),
+        ]
+
+    def _purge(self, event: str, purge: Purge) -> Callable[[], Awaitable[None]]:
+        """A housekeeping chore that deletes what ``purge`` selects, a batch per
+        transaction until a batch comes back short: a long backlog (the first run
+        after an upgrade) never holds the database, SQLite's write lock above all,
+        for long."""
+
+        async def chore() -> None:
+            total = 0
+            while True:
+                async with self.sessionmaker() as session, session.begin():
+                    purged = await purge(session, utcnow())
+                total += purged
+                if purged < PURGE_BATCH_ROWS:
+                    break
+            if total:
+                log.info(event, rows=total)
+
+        return chore
 
 
 def create_embedded_simulator(settings: Settings) -> tuple[FastAPI, Inventory]:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
 from app.callbacks.models import CallbackAttempt, CallbackEvent, CallbackStatus
-from app.kit.db import is_postgres
+from app.kit.db import delete_oldest, is_postgres
 
 # Built once: an alias built per statement costs more than the statement.
 _EARLIER = aliased(CallbackEvent, name="earlier_event")
@@ -99,3 +99,14 @@ class CallbackRepository:
 
     def add_attempt(self, attempt: CallbackAttempt) -> None:
         self.session.add(attempt)
+
+    async def delete_delivered(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` events delivered before ``before`` (their attempt log
+        goes with them); how many went."""
+        return await delete_oldest(
+            self.session,
+            CallbackEvent,
+            CallbackEvent.status == CallbackStatus.DELIVERED,
+            CallbackEvent.delivered_at < before,
+            limit=limit,
+        )

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,3 +67,11 @@ async def redeliver(
     )
     await session.flush()
     return await get_callback(session, client=client, event_id=event_id)
+
+
+async def purge_delivered(
+    session: AsyncSession, *, settings: Settings, now: datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` callbacks delivered longer ago than the retention."""
+    before = now - timedelta(days=settings.callback_retention_days)
+    return await CallbackRepository(session).delete_delivered(before=before, limit=limit)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import ColumnElement, delete, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -202,3 +202,18 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 # is sent, so a client never sees 2xx for work that was not durably recorded.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+
+
+async def delete_oldest(
+    session: AsyncSession, model: Any, *conditions: ColumnElement[bool], limit: int
+) -> int:
+    """Delete up to ``limit`` rows of ``model`` that meet ``conditions``, lowest ids
+    first; how many went. Bounded, so that a purge of a long backlog can be split
+    into short transactions."""
+    oldest = select(model.id).where(*conditions).order_by(model.id).limit(limit)
+    result = await session.execute(
+        delete(model)
+        .where(model.id.in_(oldest.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import aliased, defer
 
-from app.kit.db import is_postgres, upsert_into
+from app.kit.db import delete_oldest, is_postgres, upsert_into
 from app.orders.models import Order
 from app.webhooks.models import (
     PaymentSignal,
@@ -18,6 +18,13 @@ from app.webhooks.models import (
     WebhookEventStatus,
     WebhookProvider,
 )
+
+_SETTLED = (
+    WebhookEventStatus.PROCESSED,
+    WebhookEventStatus.IGNORED,
+    WebhookEventStatus.UNMATCHED,
+)
+_NEWER = aliased(WebhookEvent, name="newer_event")
 
 
 class WebhookRepository:
@@ -134,3 +141,28 @@ class WebhookRepository:
         if before_id is not None:
             statement = statement.where(WebhookEvent.id < before_id)
         return (await self.session.execute(statement)).scalars().all()
+
+    async def delete_settled(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` settled events last changed before ``before``; how
+        many went.
+
+        An order's newest event of each payment signal stays, however old: late
+        events are put in order against it (``latest_signal``).
+        """
+        superseded = exists().where(
+            _NEWER.order_id == WebhookEvent.order_id,
+            _NEWER.payment_signal == WebhookEvent.payment_signal,
+            _NEWER.occurred_at > WebhookEvent.occurred_at,
+        )
+        return await delete_oldest(
+            self.session,
+            WebhookEvent,
+            WebhookEvent.status.in_(_SETTLED),
+            WebhookEvent.updated_at < before,
+            or_(
+                WebhookEvent.payment_signal.is_(None),
+                WebhookEvent.order_id.is_(None),
+                superseded,
+            ),
+            limit=limit,
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -250,3 +250,11 @@ async def reprocess(session: AsyncSession, event_id: int) -> WebhookEventDetail:
     await session.flush()
     log.info("webhook.reprocess", webhook_event_id=event.id, event_id=event.event_id)
     return WebhookEventDetail.model_validate(event)
+
+
+async def purge_settled(
+    session: AsyncSession, *, settings: Settings, now: datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` events settled longer ago than the retention."""
+    before = now - timedelta(days=settings.webhook_retention_days)
+    return await WebhookRepository(session).delete_settled(before=before, limit=limit)

@@ -26,17 +26,17 @@ from standardwebhooks import Webhook
 from app.auth.repository import ApiClientRepository
 from app.auth.scopes import Scope
 from app.config import Settings
-from app.customers.models import Customer
 from app.kit.crypto import SecretBox
 from app.kit.db import create_sessionmaker
 from app.kit.errors import problem_type
 from app.main import create_app
-from app.orders.models import Operation, OperationKind, Order, OrderStatus
+from app.orders.models import Operation, OperationKind
 from app.webhooks.config import GenericWebhookSource
 from app.webhooks.models import WebhookEvent, WebhookEventStatus
 from app.webhooks.processor import WebhookProcessor
 from tests.conftest import ApiKeyFactory
 from tests.fixtures.stripe import events
+from tests.support import rows
 from tests.support.bridge import Bridge
 from tests.support.live_server import live_server
 
@@ -714,25 +714,9 @@ async def _active_order_row(engine: AsyncEngine, external_id: str, *, server_id:
     async with create_sessionmaker(engine)() as session, session.begin():
         client = await ApiClientRepository(session).get_by_name("billing")
         assert client is not None
-        customer = Customer(
-            api_client_id=client.id, external_id=f"c-{external_id}", email="c@example.com"
+        return await rows.active_order(
+            session, api_client_id=client.id, external_id=external_id, server_id=server_id
         )
-        session.add(customer)
-        await session.flush()
-        order = Order(
-            api_client_id=client.id,
-            external_id=external_id,
-            customer_id=customer.id,
-            configuration="i9-9900K-64Gb-2x1024NVMe",
-            os_template_id=1,
-            ssh_keys=[],
-            ip_addresses=[],
-            status=OrderStatus.ACTIVE,
-            dci_server_id=server_id,
-        )
-        session.add(order)
-        await session.flush()
-        return order.id
 
 
 async def test_concurrent_workers_decide_an_event_once(
