@@ -107,5 +107,5 @@ async def test_readyz_names_dcimanager_when_it_is_down(bridge: Bridge) -> None:
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["dcimanager"]["status"] == "failing"
-    assert checks["database"]["status"] == "ok"
+    assert checks["database"]["status"] == "ok", checks
     assert checks["worker"]["status"] == "ok"
