@@ -64,7 +64,10 @@ class _SQLiteWriteQueue:
         )
 
     async def _acquire(self) -> asyncio.Lock:
-        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
         try:
             async with asyncio.timeout(self._timeout):
                 await lock.acquire()
