@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Protocol
 
 import httpx
 import structlog
@@ -40,8 +42,12 @@ log = structlog.get_logger(__name__)
 EMBEDDED_SIMULATOR_URL = "http://embedded-simulator"
 # Rows a housekeeping purge deletes per transaction.
 PURGE_BATCH_ROWS = 1_000
-# Deletes what is due at ``now`` (at most a batch, when it takes a limit); how many went.
-Purge = Callable[[AsyncSession, datetime], Awaitable[int]]
+
+
+class Purge(Protocol):
+    """Deletes up to ``limit`` rows due for deletion at ``now``; how many went."""
+
+    def __call__(self, session: AsyncSession, *, now: datetime, limit: int) -> Awaitable[int]: ...
 
 
 @dataclass(frozen=True)
@@ -79,21 +85,10 @@ class Runtime:
 
     def housekeeping(self) -> list[Callable[[], Awaitable[None]]]:
         """The worker's periodic chores: deleting what has outlived its retention."""
-        settings = self.settings
         return [
-            self._purge("idempotency.purged", lambda session, now: purge_expired(session, now=now)),
-            self._purge(
-                "callbacks.purged",
-                lambda session, now: purge_delivered(
-                    session, settings=settings, now=now, limit=PURGE_BATCH_ROWS
-                ),
-            ),
-            self._purge(
-                "webhooks.purged",
-                lambda session, now: purge_settled(
-                    session, settings=settings, now=now, limit=PURGE_BATCH_ROWS
-                ),
-            ),
+            self._purge("idempotency.purged", purge_expired),
+            self._purge("callbacks.purged", partial(purge_delivered, settings=self.settings)),
+            self._purge("webhooks.purged", partial(purge_settled, settings=self.settings)),
         ]
 
     def _purge(self, event: str, purge: Purge) -> Callable[[], Awaitable[None]]:
@@ -106,7 +101,7 @@ class Runtime:
             total = 0
             while True:
                 async with self.sessionmaker() as session, session.begin():
-                    purged = await purge(session, utcnow())
+                    purged = await purge(session, now=utcnow(), limit=PURGE_BATCH_ROWS)
                 total += purged
                 if purged < PURGE_BATCH_ROWS:
                     break

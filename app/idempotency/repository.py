@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.idempotency.models import IdempotencyKey, IdempotencyStatus
-from app.kit.db import upsert_into
+from app.kit.db import delete_oldest, upsert_into
 
 
 async def insert_in_progress(
@@ -145,11 +145,8 @@ async def release(session: AsyncSession, *, row_id: int, locked_at: datetime) ->
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def purge_expired(session: AsyncSession, *, now: datetime) -> int:
-    """Delete every expired row (answered or abandoned); how many went."""
-    result = await session.execute(
-        delete(IdempotencyKey)
-        .where(IdempotencyKey.expires_at <= now)
-        .execution_options(synchronize_session=False)
+async def purge_expired(session: AsyncSession, *, now: datetime, limit: int) -> int:
+    """Delete up to ``limit`` expired rows (answered or abandoned); how many went."""
+    return await delete_oldest(
+        session, IdempotencyKey, IdempotencyKey.expires_at <= now, limit=limit
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -264,7 +264,7 @@ async def test_an_expired_key_is_ignored_and_purged(
     assert "stale" not in response.json()
 
     async with session.begin():
-        purged = await repository.purge_expired(session, now=utcnow())
+        purged = await repository.purge_expired(session, now=utcnow(), limit=1_000)
     assert purged == 1
     [row] = await key_rows(session)
     assert row.key == "key-old"

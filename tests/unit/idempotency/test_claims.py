@@ -160,10 +160,10 @@ async def test_purge_expired_removes_only_expired_rows(db_engine: AsyncEngine) -
         if key != "abandoned-long-ago":
             assert await complete(db_engine, claimed)
 
-    purged = await in_tx(db_engine, lambda s: repository.purge_expired(s, now=now))
+    purged = await in_tx(db_engine, lambda s: repository.purge_expired(s, now=now, limit=1_000))
     assert purged == 2
     assert [row.key for row in await rows(db_engine)] == ["recent"]
-    assert await in_tx(db_engine, lambda s: repository.purge_expired(s, now=now)) == 0
+    assert await in_tx(db_engine, lambda s: repository.purge_expired(s, now=now, limit=1_000)) == 0
 
 
 async def _race(engine: AsyncEngine, attempts: int, now: datetime) -> list[object]:
