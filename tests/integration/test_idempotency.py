@@ -31,6 +31,7 @@ from app.orders.models import Order
 from tests.conftest import ApiKeyFactory
 from tests.support.bridge import order_body
 from tests.support.live_server import live_server
+from tests.support.logs import captured_log
 
 ORDERS = "/api/v1/orders"
 
@@ -155,15 +156,14 @@ async def test_a_domain_error_is_kept_and_replayed(api: httpx.AsyncClient, token
     assert again.content == first.content
 
 
-async def test_bodies_are_never_logged(
-    api: httpx.AsyncClient, token: str, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_bodies_are_never_logged(api: httpx.AsyncClient, token: str) -> None:
     body = order_body("svc-log", password="Never-Log-Me-42")
-    for _ in range(2):
-        response = await api.post(ORDERS, json=body, headers=headers(token, "key-log"))
-        assert response.status_code == 202
-    assert "idempotency.replayed" in caplog.text
-    assert "Never-Log-Me-42" not in caplog.text
+    with captured_log() as log:
+        for _ in range(2):
+            response = await api.post(ORDERS, json=body, headers=headers(token, "key-log"))
+            assert response.status_code == 202
+    assert "idempotency.replayed" in log.getvalue()
+    assert "Never-Log-Me-42" not in log.getvalue()
 
 
 # -- what is not kept --------------------------------------------------------------

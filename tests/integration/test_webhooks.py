@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ from tests.fixtures.stripe import events
 from tests.support import rows
 from tests.support.bridge import Bridge
 from tests.support.live_server import live_server
+from tests.support.logs import captured_log
 
 STRIPE_SECRET = "whsec_stripe_current_5Qk3vN8rT1xZ7bW2"
 STRIPE_OLD_SECRET = "whsec_stripe_previous_Hj4mP9sL2cV6nR0"
@@ -610,31 +610,15 @@ async def test_bodies_over_the_limit_are_413(
     _problem(generic, 413, "request_too_large")
 
 
-class _Collect(logging.Handler):
-    """Every log record as structlog handed it to the standard library (the event dict)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{record.msg!r} {record.args!r}")
-
-
 async def test_signatures_secrets_and_bodies_stay_out_of_the_log(edge: httpx.AsyncClient) -> None:
     obj = events.invoice("svc-secret-customer", customer_email="private@example.com")
     raw = events.body(events.event("invoice.payment_failed", obj))
     header = events.signature(raw, STRIPE_SECRET)
-    collected = _Collect()
-    root = logging.getLogger()
-    root.addHandler(collected)
-    try:
+    with captured_log() as log:
         ok = await edge.post(STRIPE_PATH, content=raw, headers={"Stripe-Signature": header})
         assert ok.status_code == 200
         await edge.post(STRIPE_PATH, content=raw, headers={"Stripe-Signature": "t=1,v1=00"})
-    finally:
-        root.removeHandler(collected)
-    text = "\n".join(collected.lines)
+    text = log.getvalue()
     assert "webhook.received" in text
     assert "webhook.invalid_signature" in text
     for leak in (

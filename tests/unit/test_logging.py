@@ -8,6 +8,7 @@ import structlog
 
 from app.config import LogFormat
 from app.kit.logging import REDACTED, configure_logging, redact_secrets
+from tests.support.logs import captured_log
 
 
 def test_redaction_masks_secret_fields_at_any_depth() -> None:
@@ -62,3 +63,55 @@ def test_calls_below_the_level_are_dropped_before_any_processor_runs(
     assert seen == ["order.accepted"]
     events = [json.loads(line)["event"] for line in capfd.readouterr().err.splitlines() if line]
     assert events == ["order.accepted"]
+
+
+def test_a_logger_in_use_follows_logging_to_its_new_stream() -> None:
+    configure_logging(level="INFO", log_format=LogFormat.JSON)
+    log = structlog.get_logger("test.follow")
+    log.info("first")  # cached from here on
+    configure_logging(level="INFO", log_format=LogFormat.JSON)
+    with captured_log() as stream:
+        log.info("order.accepted", order_id=7)
+        logging.getLogger("thirdparty").warning("plain stdlib line")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["order.accepted", "plain stdlib line"]
+    assert lines[0]["logger"] == "test.follow"
+    assert lines[0]["level"] == "info"
+
+
+def test_an_exception_is_rendered_with_its_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging(level="INFO", log_format=LogFormat.JSON)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        structlog.get_logger("test.exc").exception("worker.operation_crashed", token="t0ken")
+    line = json.loads(capfd.readouterr().err.strip().splitlines()[-1])
+    assert line["level"] == "error"
+    assert "ValueError: boom" in line["exception"]
+    assert line["token"] == REDACTED
+
+
+def test_a_line_that_cannot_be_written_does_not_fail_the_caller() -> None:
+    configure_logging(level="INFO", log_format=LogFormat.JSON)
+    with captured_log() as stream:
+        stream.close()
+        logging.raiseExceptions = False  # the standard library's own switch for the report
+        try:
+            structlog.get_logger("test.closed").info("order.accepted")
+        finally:
+            logging.raiseExceptions = True
+
+
+def test_the_standard_librarys_levels_decide_for_our_events_too() -> None:
+    configure_logging(level="INFO", log_format=LogFormat.JSON)
+    quiet = structlog.get_logger("test.quiet")
+    with captured_log() as stream:
+        quiet.info("heard")
+        logging.getLogger("test.quiet").setLevel(logging.WARNING)
+        try:
+            quiet.info("not heard")
+            quiet.warning("heard again")
+        finally:
+            logging.getLogger("test.quiet").setLevel(logging.NOTSET)
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["heard", "heard again"]
