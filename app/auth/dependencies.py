@@ -12,12 +12,15 @@ working at once. The flavours differ only in which transaction does the lookup:
   handlers that write and wait on nothing once they touch the database.
 
 The last two make one connection checkout per request instead of two, which is
-most of what a simple request costs.
+most of what a simple request costs. ``BearerToken`` and ``authorize`` serve a
+handler that checks the key in the same statement as its own read, one round
+trip instead of two (``GET /orders/{id}``, which billing polls).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
@@ -41,7 +44,11 @@ def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
-def _authorize(request: Request, client: Caller, needed: Scope) -> Caller:
+def authorize(request: Request, client: Caller | None, needed: Scope) -> Caller:
+    """The key's verdict: ``client`` is whom it belongs to, None if it is unknown or
+    its client disabled."""
+    if client is None:
+        raise InvalidApiKey()
     structlog.contextvars.bind_contextvars(api_client=client.name)
     if not grants(client.scopes, needed):
         raise MissingScope(needed)
@@ -58,7 +65,7 @@ def require_scope(needed: Scope) -> Callable[..., Awaitable[Caller]]:
         sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
         async with sessionmaker() as session, session.begin():
             client = await service.authenticate(session, token)
-        return _authorize(request, client, needed)
+        return authorize(request, client, needed)
 
     return dependency
 
@@ -74,7 +81,7 @@ def _in_session(
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     ) -> Caller:
         client = await service.authenticate(session, _token(credentials))
-        return _authorize(request, client, needed)
+        return authorize(request, client, needed)
 
     return dependency
 
@@ -86,3 +93,11 @@ def require_scope_in_request(needed: Scope) -> Callable[..., Awaitable[Caller]]:
 def require_scope_in_write(needed: Scope) -> Callable[..., Awaitable[Caller]]:
     """The handler's transaction starts with this check."""
     return _in_session(needed, get_session)
+
+
+async def _bearer_token(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    return _token(credentials)
+
+
+# The presented key, not yet checked: the handler passes it to ``authorize``.
+BearerToken = Annotated[str, Depends(_bearer_token)]

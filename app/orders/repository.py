@@ -6,10 +6,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, and_, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.auth.models import ApiClient
 from app.customers.models import Customer
 from app.kit.db import prebuilt_upsert
 from app.orders.models import (
@@ -26,6 +27,7 @@ _customers = Customer.__table__.c
 _orders = Order.__table__.c
 _operations = Operation.__table__.c
 _steps = OperationStep.__table__.c
+_clients = ApiClient.__table__.c
 
 # Orders with their customer, operations and steps in one statement, a row per
 # step, as plain rows: an order has a handful of operations of a few steps each,
@@ -74,6 +76,26 @@ _HISTORY = (
     .outerjoin(OperationStep.__table__, _steps.operation_id == _operations.id)
 )
 HistoryRow = Row[*tuple[Any, ...]]
+# The API client holding a key, with its order's history if it has that order: a
+# row of the client alone (history columns NULL) when it has not, none when the
+# key is unknown or its client disabled. The key's check and the read in one
+# round trip, for the order read billing polls.
+_HISTORY_FOR_KEY = (
+    select(
+        _clients.id.label("caller_id"),
+        _clients.name.label("caller_name"),
+        _clients.scopes.label("caller_scopes"),
+        *_HISTORY.selected_columns,
+    )
+    .select_from(
+        ApiClient.__table__.outerjoin(
+            _HISTORY.get_final_froms()[0],
+            and_(_orders.api_client_id == _clients.id, _orders.id == bindparam("order_id")),
+        )
+    )
+    .where(_clients.key_hash == bindparam("key_hash"), _clients.enabled == true())
+    .order_by(_operations.id, _steps.position)
+)
 _ONE_HISTORY = _HISTORY.where(
     _orders.id == bindparam("order_id"), _orders.api_client_id == bindparam("api_client_id")
 ).order_by(_operations.id, _steps.position)
@@ -127,6 +149,11 @@ class OrderRepository:
         order is not the client's."""
         parameters = {"order_id": order_id, "api_client_id": api_client_id}
         return (await self.session.execute(_ONE_HISTORY, parameters)).all()
+
+    async def history_for_key(self, *, key_hash: str, order_id: int) -> Sequence[HistoryRow]:
+        """``_HISTORY_FOR_KEY``'s rows."""
+        parameters = {"key_hash": key_hash, "order_id": order_id}
+        return (await self.session.execute(_HISTORY_FOR_KEY, parameters)).all()
 
     async def history_by_external_id(
         self, *, api_client_id: int, external_id: str

@@ -9,6 +9,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Caller
+from app.auth.service import hash_key
 from app.config import Settings
 from app.kit.crypto import SecretBox
 from app.kit.models import utcnow
@@ -214,6 +215,23 @@ async def get_order(session: AsyncSession, *, client: Caller, order_id: int) -> 
     if not rows:
         raise OrderNotFound(order_id)
     return orders_from_history(rows)[0]
+
+
+async def get_order_for_key(
+    session: AsyncSession, *, raw_key: str, order_id: int
+) -> tuple[Caller | None, OrderOut | None]:
+    """The key's client (None: no enabled client has it) and that client's order
+    (None: it has no such order), read together."""
+    rows = await OrderRepository(session).history_for_key(
+        key_hash=hash_key(raw_key), order_id=order_id
+    )
+    if not rows:
+        return None, None
+    first = rows[0]
+    caller = Caller(id=first.caller_id, name=first.caller_name, scopes=tuple(first.caller_scopes))
+    if first.id is None:
+        return caller, None
+    return caller, orders_from_history(rows)[0]
 
 
 async def list_orders(
