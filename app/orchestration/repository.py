@@ -6,7 +6,21 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -31,7 +45,70 @@ _OPERATIONS = cast(Table, Operation.__table__)
 _ORDERS = cast(Table, Order.__table__)
 # Built once: the values come as execution parameters.
 _INSERT_OPERATION = insert(_OPERATIONS).returning(_OPERATIONS.c.id)
-_INSERT_STEPS = insert(cast(Table, OperationStep.__table__))
+_STEP_TABLE = cast(Table, OperationStep.__table__)
+_INSERT_STEPS = insert(_STEP_TABLE)
+_OPERATION_COLUMNS = (
+    "order_id",
+    "kind",
+    "status",
+    "params",
+    "secret_ciphertext",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
+
+
+def _insert_operation_with_steps() -> Any:
+    """PostgreSQL: the operation and its steps in one statement (one round trip),
+    the steps' positions and names as two arrays."""
+    operation = (
+        insert(_OPERATIONS)
+        .values(
+            {name: bindparam(name, type_=_OPERATIONS.c[name].type) for name in _OPERATION_COLUMNS}
+        )
+        .returning(_OPERATIONS.c.id)
+        .cte("new_operation")
+    )
+    steps = (
+        func.unnest(
+            bindparam("step_positions", type_=ARRAY(Integer)),
+            bindparam("step_names", type_=ARRAY(String)),
+        )
+        .table_valued("position", "name")
+        .render_derived(name="new_step")
+    )
+    pending = select(
+        operation.c.id,
+        steps.c.position,
+        steps.c.name,
+        bindparam("step_status", type_=_STEP_TABLE.c.status.type),
+        bindparam("attempts"),
+        bindparam("step_result", type_=_STEP_TABLE.c.result.type),
+        bindparam("created_at", type_=_STEP_TABLE.c.created_at.type),
+        bindparam("updated_at", type_=_STEP_TABLE.c.updated_at.type),
+    ).select_from(operation.join(steps, true()))
+    new_steps = (
+        insert(_STEP_TABLE)
+        .from_select(
+            [
+                "operation_id",
+                "position",
+                "name",
+                "status",
+                "attempts",
+                "result",
+                "created_at",
+                "updated_at",
+            ],
+            pending,
+        )
+        .cte("new_steps")
+    )
+    return select(operation.c.id).add_cte(new_steps)
+
+
+_INSERT_OPERATION_WITH_STEPS = _insert_operation_with_steps()
 
 
 # Built once: an alias built per statement costs more than the statement.
@@ -174,21 +251,30 @@ class QueueRepository:
         step_names: Sequence[str],
         now: datetime,
     ) -> int:
-        """A queued operation and its pending steps, in two statements."""
+        """A queued operation and its pending steps: one statement on PostgreSQL, two
+        on SQLite."""
+        operation_values = {
+            "order_id": order_id,
+            "kind": kind,
+            "status": OperationStatus.QUEUED,
+            "params": params,
+            "secret_ciphertext": secret_ciphertext,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if is_postgres(self.session):
+            parameters = {
+                **operation_values,
+                "step_positions": list(range(len(step_names))),
+                "step_names": list(step_names),
+                "step_status": StepStatus.PENDING,
+                "step_result": {},
+            }
+            result = await self.session.execute(_INSERT_OPERATION_WITH_STEPS, parameters)
+            return int(result.scalar_one())
         operation_id: int = (
-            await self.session.execute(
-                _INSERT_OPERATION,
-                {
-                    "order_id": order_id,
-                    "kind": kind,
-                    "status": OperationStatus.QUEUED,
-                    "params": params,
-                    "secret_ciphertext": secret_ciphertext,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
+            await self.session.execute(_INSERT_OPERATION, operation_values)
         ).scalar_one()
         await self.session.execute(
             _INSERT_STEPS,

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, select, true
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.auth.models import ApiClient
 from app.customers.models import Customer
-from app.kit.db import prebuilt_upsert
+from app.kit.db import is_postgres, prebuilt_upsert
 from app.orders.models import (
     Operation,
     OperationKind,
@@ -123,6 +123,48 @@ def _order_insert(insert: Callable[[Any], Any]) -> Any:
 
 _CUSTOMER_UPSERT = prebuilt_upsert(_customer_upsert)
 _ORDER_INSERT = prebuilt_upsert(_order_insert)
+_NEW_CUSTOMER = ("api_client_id", "external_id", "email", "name", "created_at", "updated_at")
+_NEW_ORDER = (
+    "api_client_id",
+    "external_id",
+    "configuration",
+    "os_template_id",
+    "ipv4_count",
+    "hostname",
+    "ssh_keys",
+    "ip_addresses",
+    "status",
+    "callback_url",
+    "created_at",
+    "updated_at",
+)
+
+
+def _customer_and_order() -> Any:
+    """PostgreSQL: ``_CUSTOMER_UPSERT`` then ``_ORDER_INSERT`` for that customer, in
+    one statement (one round trip instead of two). The customer's values come as
+    ``customer_<column>``, the order's as ``<column>``; a row of the customer with
+    ``order_id`` NULL when the order's external id is taken."""
+    customer = (
+        _customer_upsert(postgresql.insert)
+        .values({n: bindparam(f"customer_{n}", type_=_customers[n].type) for n in _NEW_CUSTOMER})
+        .cte("new_customer")
+    )
+    order = _order_insert(
+        lambda table: postgresql.insert(table).from_select(
+            [*_NEW_ORDER, "customer_id"],
+            select(
+                *(bindparam(name, type_=_orders[name].type) for name in _NEW_ORDER),
+                customer.c.id,
+            ),
+        )
+    ).cte("new_order")
+    return select(
+        customer.c.id, customer.c.email, customer.c.name, order.c.id.label("order_id")
+    ).select_from(customer.outerjoin(order, true()))
+
+
+_CUSTOMER_AND_ORDER = _customer_and_order()
 
 
 class OrderRepository:
@@ -223,9 +265,25 @@ class OrderRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def customer_for_order(
-        self, *, api_client_id: int, external_id: str, email: str, name: str, now: datetime
-    ) -> Row[Any]:
+    async def insert_order(
+        self, *, customer: dict[str, Any], order: dict[str, Any]
+    ) -> tuple[Row[Any], int | None]:
+        """The order's customer (``_customer_for_order``) and the new order's id: None
+        when the client already has an order with this external id (the database
+        decides, so concurrent twins cannot both win). ``customer`` holds
+        ``_NEW_CUSTOMER``'s values, ``order`` ``_NEW_ORDER``'s."""
+        if is_postgres(self.session):
+            parameters = {f"customer_{name}": value for name, value in customer.items()}
+            row = (await self.session.execute(_CUSTOMER_AND_ORDER, parameters | order)).one()
+            return row, row.order_id
+        found = await self._customer_for_order(customer)
+        statement = _ORDER_INSERT(self.session)
+        order_id = (
+            await self.session.execute(statement, order | {"customer_id": found.id})
+        ).scalar_one_or_none()
+        return found, order_id
+
+    async def _customer_for_order(self, values: dict[str, Any]) -> Row[Any]:
         """The client's customer with this external id (id, email, name), created if
         there is none yet, in one statement.
 
@@ -235,18 +293,4 @@ class OrderRepository:
         it also waits for a concurrent request creating the same customer.
         """
         statement = _CUSTOMER_UPSERT(self.session)
-        values = {
-            "api_client_id": api_client_id,
-            "external_id": external_id,
-            "email": email,
-            "name": name,
-            "created_at": now,
-            "updated_at": now,
-        }
         return (await self.session.execute(statement, values)).one()
-
-    async def insert_order(self, values: dict[str, Any]) -> int | None:
-        """The new order's id; None when the client already has an order with this
-        external id (the database decides, so concurrent twins cannot both win)."""
-        statement = _ORDER_INSERT(self.session)
-        return (await self.session.execute(statement, values)).scalar_one_or_none()

@@ -60,18 +60,18 @@ async def create_order(
         raise UnknownConfiguration(data.configuration, known_configurations)
 
     now = utcnow()
-    customer = await repository.customer_for_order(
-        api_client_id=client.id,
-        external_id=data.customer.external_id,
-        email=data.customer.email,
-        name=data.customer.name,
-        now=now,
-    )
-    order_id = await repository.insert_order(
-        {
+    customer, order_id = await repository.insert_order(
+        customer={
+            "api_client_id": client.id,
+            "external_id": data.customer.external_id,
+            "email": data.customer.email,
+            "name": data.customer.name,
+            "created_at": now,
+            "updated_at": now,
+        },
+        order={
             "api_client_id": client.id,
             "external_id": data.external_id,
-            "customer_id": customer.id,
             "configuration": data.configuration,
             "os_template_id": data.os_template_id,
             "ipv4_count": data.ipv4_count,
@@ -82,7 +82,7 @@ async def create_order(
             "callback_url": str(data.callback_url) if data.callback_url else None,
             "created_at": now,
             "updated_at": now,
-        }
+        },
     )
     if order_id is None:
         # Billing's retry, or a concurrent twin that won the insert. Nothing of this

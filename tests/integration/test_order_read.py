@@ -3,22 +3,15 @@ verdicts must still be those of every other endpoint, in the same order."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import httpx
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as api_keys
 from app.auth.scopes import Scope
-from app.config import Settings
-from app.main import create_app
 from tests.conftest import ApiKeyFactory
 from tests.integration.test_api_basics import assert_problem
 from tests.support.bridge import order_body
-from tests.support.live_server import live_server
 
 ORDERS = "/api/v1/orders"
 
@@ -97,29 +90,3 @@ async def test_another_clients_order_is_404_like_a_missing_one(
     )
     missing = await api.get(f"{ORDERS}/{order_id + 1000}", headers=bearer(owner))
     assert_problem(missing, 404, "not_found")
-
-
-@pytest.fixture
-def counted_app(settings: Settings) -> Iterator[tuple[str, list[str]]]:
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    app = create_app(settings)
-    with live_server(app) as base_url:
-        event.listen(app.state.runtime.engine.sync_engine, "before_cursor_execute", count)
-        yield base_url, statements
-
-
-async def test_the_key_and_the_order_are_read_in_one_statement(
-    counted_app: tuple[str, list[str]], make_api_key: ApiKeyFactory
-) -> None:
-    base_url, statements = counted_app
-    key = await make_api_key()
-    async with httpx.AsyncClient(base_url=base_url) as api:
-        order_id = await place_order(api, key, "read-once")
-        statements.clear()
-        response = await api.get(f"{ORDERS}/{order_id}", headers=bearer(key))
-    assert response.status_code == 200
-    assert len(statements) == 1, statements

@@ -1,0 +1,63 @@
+"""How many statements the hottest requests make: each is a round trip to the
+database, which is most of what a simple request costs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import ApiKeyFactory
+from tests.integration.test_order_read import ORDERS, bearer, place_order
+from tests.support.bridge import order_body
+from tests.support.live_server import live_server
+
+
+@pytest.fixture
+def counted_app(settings: Settings) -> Iterator[tuple[str, list[str]]]:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    app = create_app(settings)
+    with live_server(app) as base_url:
+        event.listen(app.state.runtime.engine.sync_engine, "before_cursor_execute", count)
+        yield base_url, statements
+
+
+async def test_the_key_and_the_order_are_read_in_one_statement(
+    counted_app: tuple[str, list[str]], make_api_key: ApiKeyFactory
+) -> None:
+    base_url, statements = counted_app
+    key = await make_api_key()
+    async with httpx.AsyncClient(base_url=base_url) as api:
+        order_id = await place_order(api, key, "read-once")
+        statements.clear()
+        response = await api.get(f"{ORDERS}/{order_id}", headers=bearer(key))
+    assert response.status_code == 200
+    assert len(statements) == 1, statements
+
+
+async def test_an_accepted_order_is_written_in_as_few_statements_as_the_database_allows(
+    counted_app: tuple[str, list[str]], make_api_key: ApiKeyFactory, settings: Settings
+) -> None:
+    base_url, statements = counted_app
+    key = await make_api_key()
+    async with httpx.AsyncClient(base_url=base_url) as api:
+        response = await api.post(ORDERS, json=order_body("write-few"), headers=bearer(key))
+    assert response.status_code == 202, response.text
+    written = [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
+    if settings.is_sqlite:
+        # BEGIN IMMEDIATE, customer, order, operation, steps: SQLite's statements
+        # cannot insert into two tables.
+        assert len(written) == 5, written
+    else:
+        # The customer with the order, the operation with its steps (BEGIN and
+        # COMMIT are the driver's own, not statements).
+        assert len(written) == 2, written
