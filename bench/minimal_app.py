@@ -20,10 +20,13 @@ What must be equal for the comparison to mean something:
   (a pool of 20 connections kept open, no overflow; PostgreSQL: last in, first
   out, a ping before reusing a connection idle for more than 0.1 s; SQLite: WAL,
   ``synchronous=NORMAL``, ``busy_timeout``, every transaction opened with
-  ``BEGIN IMMEDIATE`` after queueing in the event loop for the write lock).
+  ``BEGIN IMMEDIATE`` after queueing in the event loop for the write lock), and
+  reads outside any transaction as dcibridge's read-only requests do (no BEGIN
+  and ROLLBACK round trips, no write lock).
   ``--engine plain`` keeps the driver, pool bounds and SQLite durability but
-  leaves the rest at SQLAlchemy's defaults (no ping, SQLite's deferred
-  transactions and its busy handler), to show what that configuration costs;
+  leaves the rest at SQLAlchemy's defaults (no ping, reads in a transaction,
+  SQLite's deferred transactions and its busy handler), to show what that
+  configuration costs;
 - the server: ``uvicorn.run`` called exactly as ``dcibridge serve`` calls it (one
   process, default loop and HTTP implementations, ``log_config=None``, access
   log off), with the root logger at the same level.
@@ -146,6 +149,14 @@ def create_app(database_url: str, *, pool_size: int = 20, flavour: str = "dcibri
         async with engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
         app.state.engine = engine
+        # Reads as dcibridge runs them: on its read-only engine (no transaction, so
+        # no BEGIN and ROLLBACK round trips on PostgreSQL, no write lock on SQLite).
+        # The plain flavour reads as SQLAlchemy's defaults do, in a transaction.
+        app.state.read_engine = engine
+        if flavour == "dcibridge":
+            from app.kit.db import read_only
+
+            app.state.read_engine = read_only(engine)
         try:
             yield
         finally:
@@ -182,7 +193,7 @@ def create_app(database_url: str, *, pool_size: int = 20, flavour: str = "dcibri
     async def get_order(
         order_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request
     ) -> OrderOut:
-        engine: AsyncEngine = request.app.state.engine
+        engine: AsyncEngine = request.app.state.read_engine
         async with engine.connect() as connection:
             row = (
                 await connection.execute(select(orders).where(orders.c.id == order_id))
