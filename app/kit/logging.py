@@ -2,7 +2,7 @@
 
 dcibridge's own events are rendered by structlog and written straight to the
 stream, skipping the standard library's record, handler and formatter, which cost
-about four times as much as everything else an event does; the access log writes
+more than twice as much as everything else an event does; the access log writes
 one per request. Other libraries' records (uvicorn, SQLAlchemy...) go through the
 standard library and the same renderer, to the same stream, under the same lock.
 """
