@@ -139,6 +139,8 @@ _NEW_ORDER = (
     "updated_at",
 )
 
+_NEW_CUSTOMER_KEYS, _NEW_ORDER_KEYS = frozenset(_NEW_CUSTOMER), frozenset(_NEW_ORDER)
+
 
 def _customer_and_order() -> Any:
     """PostgreSQL: ``_CUSTOMER_UPSERT`` then ``_ORDER_INSERT`` for that customer, in
@@ -272,6 +274,10 @@ class OrderRepository:
         when the client already has an order with this external id (the database
         decides, so concurrent twins cannot both win). ``customer`` holds
         ``_NEW_CUSTOMER``'s values, ``order`` ``_NEW_ORDER``'s."""
+        if customer.keys() != _NEW_CUSTOMER_KEYS or order.keys() != _NEW_ORDER_KEYS:
+            # PostgreSQL's statement is built for exactly these columns: another
+            # value would be dropped there, and stored on SQLite.
+            raise ValueError("insert_order takes _NEW_CUSTOMER's and _NEW_ORDER's values")
         if is_postgres(self.session):
             parameters = {f"customer_{name}": value for name, value in customer.items()}
             row = (await self.session.execute(_CUSTOMER_AND_ORDER, parameters | order)).one()

@@ -9,9 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.main import create_app
+from app.orders.repository import OrderRepository
 from tests.conftest import ApiKeyFactory
 from tests.integration.test_order_read import ORDERS, bearer, place_order
 from tests.support.bridge import order_body
@@ -61,3 +63,12 @@ async def test_an_accepted_order_is_written_in_as_few_statements_as_the_database
         # The customer with the order, the operation with its steps (BEGIN and
         # COMMIT are the driver's own, not statements).
         assert len(written) == 2, written
+
+
+async def test_the_order_insert_refuses_a_value_its_statement_would_drop(
+    session: AsyncSession,
+) -> None:
+    customer = dict.fromkeys(("api_client_id", "external_id", "email", "name"), None)
+    customer |= dict.fromkeys(("created_at", "updated_at"), None)
+    with pytest.raises(ValueError, match="insert_order takes"):
+        await OrderRepository(session).insert_order(customer=customer, order={"unknown": 1})
