@@ -17,7 +17,9 @@ For each database it starts, side by side:
   the targets ("minimal");
 - the same minimal app on SQLAlchemy's default engine configuration (no ping of
   idle pooled connections, a first-in first-out pool, reads in a transaction,
-  SQLite's deferred transactions), to show what dcibridge's engine
+  SQLite's deferred transactions, SQLAlchemy's own aiosqlite adapter with its
+  several trips to the connection's thread per statement), to show what
+  dcibridge's engine
   configuration itself costs
   ("minimal-plain").
 
@@ -631,11 +633,12 @@ def report(result: ApiBenchResult, *, plotted: bool) -> str:
         "over asyncpg or aiosqlite, a pool of 20 connections, PostgreSQL with a last-in "
         "first-out pool that pings a connection idle for more than 0.1 s, SQLite in WAL "
         "with `synchronous=NORMAL`, `BEGIN IMMEDIATE` and writers queued for the write "
-        "lock in the event loop; reads outside any transaction, on dcibridge's read-only "
-        "engine), the "
+        "lock in the event loop, one trip to aiosqlite's thread per statement; reads "
+        "outside any transaction, on dcibridge's read-only engine), the "
         "baseline of the targets; **minimal-plain**, the same app on SQLAlchemy's default "
         "engine configuration (same driver, pool bounds and SQLite durability; no ping, "
-        "reads in a transaction, deferred SQLite transactions), for information. "
+        "reads in a transaction, deferred SQLite transactions, SQLAlchemy's own aiosqlite "
+        "adapter), for information. "
         "All three run "
         "`uvicorn.run(app, log_config=None, access_log=False)` in one process with the root "
         f"logger at {config.log_level}. Stack: {_server_stack()}."

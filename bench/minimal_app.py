@@ -20,12 +20,14 @@ What must be equal for the comparison to mean something:
   (a pool of 20 connections kept open, no overflow; PostgreSQL: last in, first
   out, a ping before reusing a connection idle for more than 0.1 s; SQLite: WAL,
   ``synchronous=NORMAL``, ``busy_timeout``, every transaction opened with
-  ``BEGIN IMMEDIATE`` after queueing in the event loop for the write lock), and
+  ``BEGIN IMMEDIATE`` after queueing in the event loop for the write lock, one
+  trip to aiosqlite's thread per statement), and
   reads outside any transaction as dcibridge's read-only requests do (no BEGIN
   and ROLLBACK round trips, no write lock).
   ``--engine plain`` keeps the driver, pool bounds and SQLite durability but
   leaves the rest at SQLAlchemy's defaults (no ping, reads in a transaction,
-  SQLite's deferred transactions and its busy handler), to show what that
+  SQLite's deferred transactions and its busy handler, SQLAlchemy's own
+  aiosqlite adapter), to show what that
   configuration costs;
 - the server: ``uvicorn.run`` called exactly as ``dcibridge serve`` calls it (one
   process, default loop and HTTP implementations, ``log_config=None``, access

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy import ColumnElement, delete, event, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.util import await_only
 
 from app.config import Settings
+from app.kit import sqlite_driver
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 _HELD_WRITE_LOCK = "dcibridge_write_lock"
@@ -124,7 +126,15 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
 def create_engine(settings: Settings) -> AsyncEngine:
     pool = {"pool_size": settings.database_pool_size, "max_overflow": 0}
     if settings.is_sqlite:
-        engine = create_async_engine(settings.database_url, echo=settings.database_echo, **pool)
+        url = make_url(settings.database_url)
+        # The file and options as SQLAlchemy would hand them to aiosqlite.
+        [database], connect_args = url.get_dialect(_is_async=True)().create_connect_args(url)
+        engine = create_async_engine(
+            url,
+            echo=settings.database_echo,
+            async_creator=sqlite_driver.connector(database, **connect_args),
+            **pool,
+        )
         event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
         writes = _SQLiteWriteQueue(timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
         event.listen(engine.sync_engine, "begin", writes.begin)
