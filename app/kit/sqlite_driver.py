@@ -11,7 +11,8 @@ and rollback skip the trip when no transaction is open.
 SQLAlchemy's adapter drives this through the interface it uses of aiosqlite (the
 same private members it reaches for, ``_conn`` and ``_tx``, are inherited from
 aiosqlite's connection), so behaviour is aiosqlite's in everything but the number
-of trips: rows are fetched in full, as the adapter did already.
+of trips. Rows are fetched in full, as the adapter did already, streamed results
+included: a stream here bounds nothing but what the caller handles at once.
 """
 
 from __future__ import annotations
@@ -55,9 +56,6 @@ class OneTripCursor:
     async def __aenter__(self) -> OneTripCursor:
         return self
 
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
     async def _run(self, sql: str, parameters: Any, many: bool) -> OneTripCursor:
         connection = self._connection
         on_its_thread = cast(Callable[..., Awaitable[_Outcome]], connection._execute)
@@ -70,9 +68,6 @@ class OneTripCursor:
 
     async def executemany(self, sql: str, parameters: Sequence[Any]) -> OneTripCursor:
         return await self._run(sql, parameters, many=True)
-
-    async def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
 
     async def fetchmany(self, size: int | None = None) -> list[Any]:
         count = self.arraysize if size is None else size

@@ -130,3 +130,17 @@ async def test_database_errors_arrive_as_sqlalchemy_errors_and_the_connection_re
         await connection.execute(insert(entry), {"name": "b"})
     async with read_only(engine).connect() as connection:
         assert list((await connection.execute(select(entry.c.name))).scalars()) == ["a", "b"]
+
+
+async def test_a_streamed_result_hands_out_every_row_once(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(insert(entry), [{"name": f"n{i}"} for i in range(5)])
+    query = select(entry.c.id).order_by(entry.c.id)
+    async with read_only(engine).connect() as connection:
+        in_parts = [list(part) async for part in (await connection.stream(query)).partitions(2)]
+        assert in_parts == [[(1,), (2,)], [(3,), (4,)], [(5,)]]
+        one_by_one = [row.id async for row in await connection.stream(query)]
+        assert one_by_one == [1, 2, 3, 4, 5]
+        streamed = await connection.stream(query)
+        assert await streamed.fetchone() == (1,)
+        assert [tuple(row) for row in await streamed.all()] == [(2,), (3,), (4,), (5,)]
