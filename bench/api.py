@@ -26,12 +26,15 @@ For each database it starts, side by side:
 Then, for each case, each app in turn gets the same requests from
 ``bench/loadgen.py`` (a separate process, fixed concurrency, keep-alive, warm-up
 then a timed window): ``GET /api/v1/orders/{id}`` over seeded orders (read) and
-``POST /api/v1/orders`` with a new external id each time (accept). It reports
-req/s and p50/p99 latency of each, dcibridge's req/s divided by the minimal
-app's against the targets (and by minimal-plain's, for information), and the CPU
-every party used while measuring: the server, PostgreSQL's backends, the load
-generator (to show it was not the bottleneck) and processes outside the
-benchmark.
+``POST /api/v1/orders`` with a new external id each time (accept). The measured
+time is split into rounds, the apps alternating within each and each going first
+in turn, so that a machine whose speed drifts during the run (a virtual machine's
+neighbours) weighs on all three alike. It reports req/s and p50/p99 latency of
+each over all rounds, dcibridge's req/s divided by the minimal app's against the
+targets, with the spread of the rounds' own ratios (and by minimal-plain's, for
+information), and the CPU every party used while measuring: the server,
+PostgreSQL's backends, the load generator (to show it was not the bottleneck)
+and processes outside the benchmark.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from typing import Any
 import httpx
 
 from app.simulator.inventory import Inventory
+from bench import loadgen
 from bench.common import (
     OS_TEMPLATE_ID,
     REPO,
@@ -93,6 +97,7 @@ _SAMPLE_SECONDS = 0.5
 _LOADGEN_SUSPECT_SHARE = 0.6
 # Work outside the benchmark above this (of one CPU) skews the numbers.
 _OTHERS_SUSPECT_SHARE = 0.2
+_RESULT_LINE_LIMIT = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class ApiBenchConfig:
     connections: int = 32
     warmup: float = 2.0
     duration: float = 8.0
+    rounds: int = 4
     seed_orders: int = SEED_ORDERS
     log_level: str = "INFO"
     keep_logs: bool = False
@@ -121,7 +127,7 @@ class ApiBenchConfig:
 
     @classmethod
     def for_mode(cls, *, quick: bool, **overrides: Any) -> ApiBenchConfig:
-        base = cls(warmup=1.0, duration=3.0, quick=True) if quick else cls()
+        base = cls(warmup=1.0, duration=3.0, rounds=1, quick=True) if quick else cls()
         return dataclasses.replace(base, **overrides)
 
     def command(self) -> str:
@@ -137,6 +143,8 @@ class ApiBenchConfig:
             parts.append(f"--warmup {self.warmup:g}")
         if self.duration != defaults.duration:
             parts.append(f"--duration {self.duration:g}")
+        if self.rounds != defaults.rounds:
+            parts.append(f"--rounds {self.rounds}")
         return " ".join(parts)
 
 
@@ -160,6 +168,9 @@ class Measurement:
     others_cpu: float | None = None
     error_samples: list[str] = field(default_factory=list)
     failure: str | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    # req/s of each round, in order.
+    rounds_rps: list[float] = field(default_factory=list)
 
     @property
     def server_ms_per_request(self) -> float | None:
@@ -205,6 +216,15 @@ class ApiBenchResult:
                 if (m.case, m.database, m.app) == (case, database, app):
                     return m
         return None
+
+    def ratio_range(self, case: str, database: str) -> tuple[float, float] | None:
+        """The lowest and highest of the rounds' own ratios to the baseline."""
+        ours = self.measurement(case, database, "dcibridge")
+        base = self.measurement(case, database, BASELINE)
+        if ours is None or base is None or len(ours.rounds_rps) != len(base.rounds_rps):
+            return None
+        ratios = [a / b for a, b in zip(ours.rounds_rps, base.rounds_rps, strict=True) if b]
+        return (min(ratios), max(ratios)) if ratios else None
 
     def ratio(self, case: str, database: str, baseline: str = BASELINE) -> float | None:
         """dcibridge's req/s divided by ``baseline``'s."""
@@ -255,7 +275,7 @@ def loadgen_spec(
         "port": target.port,
         "connections": config.connections,
         "warmup": config.warmup,
-        "duration": config.duration,
+        "duration": config.duration / config.rounds,
     }
     if case.name == "read":
         spec |= {
@@ -401,6 +421,8 @@ class DatabaseBench:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            # The result line lists every latency.
+            limit=_RESULT_LINE_LIMIT,
         )
         assert process.stdout is not None
         before: tuple[dict[str, float], tuple[float, float], float] | None = None
@@ -450,6 +472,8 @@ class DatabaseBench:
         result.errors = int(record["errors"])
         result.error_samples = list(record["error_samples"])
         result.rps = float(record["rps"])
+        result.rounds_rps = [result.rps]
+        result.latencies_ms = list(record["latencies_ms"])
         result.seconds = float(record["seconds"])
         for name in ("p50_ms", "p90_ms", "p99_ms", "max_ms"):
             setattr(result, name, record[name])
@@ -471,6 +495,34 @@ class DatabaseBench:
         return result
 
 
+def merge_rounds(rounds: Sequence[Measurement]) -> Measurement:
+    """One app's measurement of one case over all its rounds: requests and seconds
+    added up, percentiles over every latency, CPU shares weighted by each round's
+    length."""
+    first = rounds[0]
+    merged = Measurement(case=first.case, database=first.database, app=first.app)
+    merged.failure = next((m.failure for m in rounds if m.failure), None)
+    merged.count = sum(m.count for m in rounds)
+    merged.errors = sum(m.errors for m in rounds)
+    merged.error_samples = [sample for m in rounds for sample in m.error_samples][:5]
+    merged.seconds = sum(m.seconds for m in rounds)
+    merged.rounds_rps = [m.rps or 0.0 for m in rounds]
+    merged.latencies_ms = sorted(value for m in rounds for value in m.latencies_ms)
+    if merged.seconds > 0:
+        merged.rps = merged.count / merged.seconds
+    latencies = merged.latencies_ms
+    merged.p50_ms = loadgen.percentile(latencies, 0.50)
+    merged.p90_ms = loadgen.percentile(latencies, 0.90)
+    merged.p99_ms = loadgen.percentile(latencies, 0.99)
+    merged.max_ms = latencies[-1] if latencies else None
+    for name in ("loadgen_cpu", "server_cpu", "postgres_cpu", "others_cpu"):
+        shares = [(getattr(m, name), m.seconds) for m in rounds if getattr(m, name) is not None]
+        weight = sum(seconds for _, seconds in shares)
+        if shares and weight > 0:
+            setattr(merged, name, sum(share * seconds for share, seconds in shares) / weight)
+    return merged
+
+
 async def run_database(
     config: ApiBenchConfig, database: str, children: Children, response_bytes: dict[str, int]
 ) -> DatabaseRun:
@@ -483,16 +535,26 @@ async def run_database(
         for app, target in bench.targets.items():
             response_bytes.setdefault(app, target.order_bytes)
         for case in CASES:
+            rounds: dict[str, list[Measurement]] = {app: [] for app in APPS}
+            for index in range(config.rounds):
+                # Each app goes first in turn, so that none always follows the same one.
+                shift = index % len(APPS)
+                for app in APPS[shift:] + APPS[:shift]:
+                    print(f"   {case.name:<6} round {index + 1} {app:<13} ...", end="", flush=True)
+                    measurement = await bench.measure(case, bench.targets[app])
+                    rounds[app].append(measurement)
+                    print(
+                        f" {_f(measurement.rps, 0)} req/s"
+                        + (f" FAILED: {measurement.failure}" if measurement.failure else ""),
+                        flush=True,
+                    )
             for app in APPS:
-                target = bench.targets[app]
-                print(f"   {case.name:<6} {app:<13} ...", end="", flush=True)
-                measurement = await bench.measure(case, target)
-                run.measurements.append(measurement)
+                merged = merge_rounds(rounds[app])
+                run.measurements.append(merged)
                 print(
-                    f" {_f(measurement.rps, 0)} req/s, p50 {_f(measurement.p50_ms, 1)} ms, "
-                    f"p99 {_f(measurement.p99_ms, 1)} ms, errors {measurement.errors}, "
-                    f"loadgen CPU {_pct(measurement.loadgen_cpu)}"
-                    + (f" FAILED: {measurement.failure}" if measurement.failure else ""),
+                    f"   {case.name:<6} {app:<13} {_f(merged.rps, 0)} req/s, "
+                    f"p50 {_f(merged.p50_ms, 1)} ms, p99 {_f(merged.p99_ms, 1)} ms, "
+                    f"errors {merged.errors}, loadgen CPU {_pct(merged.loadgen_cpu)}",
                     flush=True,
                 )
     except Exception as exc:
@@ -647,8 +709,12 @@ def report(result: ApiBenchResult, *, plotted: bool) -> str:
     lines.append(
         f"Load: `python -m bench.loadgen` in its own process on loopback, "
         f"{config.connections} keep-alive HTTP/1.1 connections in a closed loop, "
-        f"{config.warmup:g} s warm-up then {config.duration:g} s measured, per case and "
-        f"app. Read = `GET /api/v1/orders/{{id}}` cycling over {config.seed_orders} orders "
+        f"{config.duration:g} s measured per case and app, in {config.rounds} "
+        f"round(s) of {config.warmup:g} s warm-up then {config.duration / config.rounds:g} s "
+        "measured, the apps taking turns within each round and each going first in turn: "
+        "a machine that slows down or speeds up during the run (other tenants of a "
+        "virtual machine) weighs on all three alike. "
+        f"Read = `GET /api/v1/orders/{{id}}` cycling over {config.seed_orders} orders "
         "(Bearer key with `orders:read`); accept = `POST /api/v1/orders` (`orders:write`, "
         "expects 202) with a new order and customer external id in every request. Every "
         "app gets the same requests, byte for byte but for the port and the external ids."
@@ -668,6 +734,7 @@ def report(result: ApiBenchResult, *, plotted: bool) -> str:
         "p50 ms",
         "p99 ms",
         "ratio",
+        "ratio by round",
         "target",
         "verdict",
         "ratio vs plain",
@@ -685,6 +752,8 @@ def report(result: ApiBenchResult, *, plotted: bool) -> str:
             continue
         for case in CASES:
             ratio = result.ratio(case.name, run.database)
+            spread = result.ratio_range(case.name, run.database)
+            by_round = f"{spread[0]:.2f} to {spread[1]:.2f}" if spread else "-"
             for app in APPS:
                 m = result.measurement(case.name, run.database, app)
                 if m is None:
@@ -699,6 +768,7 @@ def report(result: ApiBenchResult, *, plotted: bool) -> str:
                         _f(m.p50_ms, 1),
                         _f(m.p99_ms, 1),
                         _f(ratio) if ours else ("(baseline)" if app == BASELINE else ""),
+                        by_round if ours else "",
                         f">= {case.target:g}" if ours else "",
                         _verdict(ratio, case.target) if ours else "",
                         _f(result.ratio(case.name, run.database, PLAIN)) if ours else "",
@@ -713,8 +783,10 @@ def report(result: ApiBenchResult, *, plotted: bool) -> str:
     lines.append(markdown_table(headers, rows))
     lines.append("")
     lines.append(
-        "ratio = dcibridge req/s / minimal req/s for the same case and database (the "
-        "verdict); ratio vs plain = dcibridge req/s / minimal-plain req/s. Server CPU "
+        "ratio = dcibridge req/s / minimal req/s for the same case and database over all "
+        "rounds (the verdict); ratio by round = the lowest and highest of the rounds' own "
+        "ratios, which shows how much the machine moved; ratio vs plain = dcibridge req/s "
+        "/ minimal-plain req/s. Server CPU "
         "ms/req = the server process's CPU time per answered request. The other CPU columns "
         "are shares of one CPU while measuring, read from /proc: the load generator (its own "
         "process time), the server process, the PostgreSQL backends of that app's "
@@ -781,13 +853,22 @@ def parse_args(argv: Sequence[str] | None) -> tuple[ApiBenchConfig, Path]:
         prog="python -m bench.api", description=__doc__.split("\n\n")[0] if __doc__ else ""
     )
     parser.add_argument(
-        "--quick", action="store_true", help="1 s warm-up + 3 s measured per case (for trials)"
+        "--quick",
+        action="store_true",
+        help="1 s warm-up + 3 s measured per case, one round (for trials)",
     )
     parser.add_argument("--db", choices=("both", *DATABASES), default="both")
     parser.add_argument("--connections", type=int, default=None, help="default 32")
     parser.add_argument("--warmup", type=float, default=None, help="seconds (default 2, quick 1)")
     parser.add_argument(
         "--duration", type=float, default=None, help="measured seconds (default 8, quick 3)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="measure each case and app in this many turns, the apps alternating "
+        "(default 4, quick 1); the measured seconds are split between them",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep each run's directory")
     parser.add_argument(
@@ -800,7 +881,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[ApiBenchConfig, Path]:
     overrides: dict[str, Any] = {"keep_logs": args.keep_logs}
     if args.db != "both":
         overrides["databases"] = (args.db,)
-    for name in ("connections", "warmup", "duration"):
+    for name in ("connections", "warmup", "duration", "rounds"):
         value = getattr(args, name)
         if value is not None:
             if value <= 0:

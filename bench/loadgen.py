@@ -21,9 +21,10 @@ external id.
 Answers completed during the first ``warmup`` seconds are not counted; then it
 prints ``{"event": "measuring"}`` (the caller starts its CPU readings there),
 counts for ``duration`` seconds, and prints one JSON line: successes, errors
-(other status or transport failure), req/s, latency percentiles in milliseconds,
-and the CPU this process used while measuring, so a caller can tell whether the
-load generator itself was the bottleneck.
+(other status or transport failure), req/s, latency percentiles in milliseconds
+and every latency (so that a caller can merge several runs' percentiles), and the
+CPU this process used while measuring, so a caller can tell whether the load
+generator itself was the bottleneck.
 
 Deliberately lean: raw requests over asyncio streams (uvloop when installed),
 requests pre-encoded, no HTTP library on the hot path. It depends on nothing
@@ -263,6 +264,7 @@ async def run(spec: Spec, emit: Callable[[dict[str, Any]], None]) -> dict[str, A
         "p99_ms": _ms(percentile(latencies, 0.99)),
         "max_ms": _ms(latencies[-1] if latencies else None),
         "mean_ms": _ms(sum(latencies) / len(latencies) if latencies else None),
+        "latencies_ms": [_ms(value) for value in latencies],
         "cpu_seconds": round(cpu, 4),
         # Of one CPU: the generator is one single-threaded process.
         "cpu_share": round(cpu / seconds, 4) if seconds > 0 else 0.0,
