@@ -504,7 +504,9 @@ def merge_rounds(rounds: Sequence[Measurement]) -> Measurement:
     merged.failure = next((m.failure for m in rounds if m.failure), None)
     merged.count = sum(m.count for m in rounds)
     merged.errors = sum(m.errors for m in rounds)
-    merged.error_samples = [sample for m in rounds for sample in m.error_samples][:5]
+    merged.error_samples = [sample for m in rounds for sample in m.error_samples][
+        : loadgen.MAX_ERROR_SAMPLES
+    ]
     merged.seconds = sum(m.seconds for m in rounds)
     merged.rounds_rps = [m.rps or 0.0 for m in rounds]
     merged.latencies_ms = sorted(value for m in rounds for value in m.latencies_ms)

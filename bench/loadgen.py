@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 SEQ_MARKER = "__SEQ__"
-_MAX_ERROR_SAMPLES = 5
+MAX_ERROR_SAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class Tally:
         if not self.measuring:
             return
         self.errors += 1
-        if len(self.error_samples) < _MAX_ERROR_SAMPLES:
+        if len(self.error_samples) < MAX_ERROR_SAMPLES:
             self.error_samples.append(text[:300])
 
 
