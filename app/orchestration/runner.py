@@ -36,7 +36,7 @@ from app.kit.models import utcnow
 from app.orchestration.context import StepContext
 from app.orchestration.flows import compensation_for
 from app.orchestration.outcomes import Done, Fail, Rewind, StepOutcome, Wait
-from app.orchestration.repository import QueueRepository
+from app.orchestration.repository import LoadedOperation, QueueRepository
 from app.orchestration.steps import HANDLERS
 from app.orchestration.steps.guards import ServerReassigned
 from app.orders import lifecycle
@@ -138,8 +138,9 @@ class OperationRunner:
 
     async def _take(
         self, queue: QueueRepository, operation_id: int, now: datetime
-    ) -> tuple[Operation, Order, Customer] | None:
-        """The operation, its order and customer, with the lease renewed from ``now``.
+    ) -> LoadedOperation | None:
+        """The operation, its order, customer and steps, with the lease renewed from
+        ``now``.
 
         None when the operation is gone or another worker holds it now. Reading
         the operation locked and renewing its lease on the loaded row saves the
@@ -147,10 +148,10 @@ class OperationRunner:
         own changes to the operation.
         """
         started = time.monotonic()
-        loaded = await queue.operation_with_order(operation_id)
-        if loaded is None or loaded[0].lease_owner != self._worker_id:
+        loaded = await queue.operation_with_steps(operation_id)
+        if loaded is None or loaded.operation.lease_owner != self._worker_id:
             return None
-        loaded[0].lease_expires_at = now + self._lease
+        loaded.operation.lease_expires_at = now + self._lease
         self.lease_renewed([operation_id], at=started)
         return loaded
 
@@ -212,12 +213,11 @@ class OperationRunner:
             loaded = await self._take(queue, operation_id, now)
             if loaded is None:
                 return _LEAVE
-            if loaded[0].status in _FINAL_OPERATIONS:
-                _let_go(loaded[0])
+            operation, order, customer, steps = loaded
+            if operation.status in _FINAL_OPERATIONS:
+                _let_go(operation)
                 return _LEAVE
-            operation, order, customer = loaded
             structlog.contextvars.bind_contextvars(order_id=order.id)
-            steps = await queue.steps(operation_id)
             return await self._next_step(session, operation, order, customer, steps, now)
 
     async def _next_step(
@@ -319,8 +319,7 @@ class OperationRunner:
             if loaded is None:
                 log.warning(f"{kind}.step.lease_lost")
                 return _LEAVE
-            operation, order, customer = loaded
-            steps = await queue.steps(operation.id)
+            operation, order, customer, steps = loaded
             step = next(s for s in steps if s.id == ctx.step.id)
             _apply_updates(ctx, order, customer, step)
 
@@ -380,8 +379,7 @@ class OperationRunner:
             loaded = await self._take(queue, ctx.operation.id, utcnow())
             if loaded is None:
                 raise LeaseLost(ctx.operation.id)
-            _, order, customer = loaded
-            steps = await queue.steps(ctx.operation.id)
+            _, order, customer, steps = loaded
             step = next(s for s in steps if s.id == ctx.step.id)
             _apply_updates(ctx, order, customer, step)
 

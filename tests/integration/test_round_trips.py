@@ -16,7 +16,7 @@ from app.main import create_app
 from app.orders.repository import OrderRepository
 from tests.conftest import ApiKeyFactory
 from tests.integration.test_order_read import ORDERS, bearer, place_order
-from tests.support.bridge import order_body
+from tests.support.bridge import Bridge, order_body
 from tests.support.live_server import live_server
 
 
@@ -63,6 +63,36 @@ async def test_an_accepted_order_is_written_in_as_few_statements_as_the_database
         # The customer with the order, the operation with its steps (BEGIN and
         # COMMIT are the driver's own, not statements).
         assert len(written) == 2, written
+
+
+async def test_a_step_transaction_reads_its_operation_and_steps_in_one_statement(
+    engine_settings: Settings, make_api_key: ApiKeyFactory
+) -> None:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(" ".join(str(args[2]).split()))
+
+    key = await make_api_key(name="billing")
+    app = create_app(engine_settings)
+    with live_server(app) as base_url:
+        event.listen(app.state.runtime.engine.sync_engine, "before_cursor_execute", count)
+        async with httpx.AsyncClient(base_url=base_url, headers=bearer(key), timeout=30) as client:
+            bridge = Bridge(api=client, simulator_url=f"{base_url}/simulator")
+            created = await bridge.create("one-read-per-step")
+            order = await bridge.wait_order(
+                created["id"], lambda o: o["operations"][0]["status"] == "succeeded"
+            )
+    assert order["status"] == "active"
+    step_reads = [s for s in statements if s.startswith("SELECT") and "operation_step" in s]
+    locked_reads = [s for s in step_reads if "FROM operation JOIN" in s]
+    # Every step (and the first one's start) read its rows once, locked.
+    assert len(locked_reads) >= len(order["operations"][0]["steps"]) + 1
+    # Nothing else reads the steps but the search for servers still awaiting an
+    # owner, which joins them to their operation as well.
+    assert all("FROM operation JOIN" in s or "JOIN operation_step" in s for s in step_reads), [
+        s[:120] for s in step_reads
+    ]
 
 
 async def test_the_order_insert_refuses_a_value_its_statement_would_drop(
