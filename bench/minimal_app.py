@@ -20,8 +20,9 @@ What must be equal for the comparison to mean something:
   (a pool of 20 connections kept open, no overflow; PostgreSQL: last in, first
   out, a ping before reusing a connection idle for more than 0.1 s; SQLite: WAL,
   ``synchronous=NORMAL``, ``busy_timeout``, every transaction opened with
-  ``BEGIN IMMEDIATE`` after queueing in the event loop for the write lock, one
-  trip to aiosqlite's thread per statement), and
+  ``BEGIN IMMEDIATE`` after queueing in the event loop for the write lock,
+  reads and statements inside a transaction on the event loop's thread, only
+  ``BEGIN IMMEDIATE`` and ``COMMIT`` on aiosqlite's thread), and
   reads outside any transaction as dcibridge's read-only requests do (no BEGIN
   and ROLLBACK round trips, no write lock).
   ``--engine plain`` keeps the driver, pool bounds and SQLite durability but

@@ -1,18 +1,32 @@
-"""aiosqlite with one trip to the connection's thread per statement.
+"""aiosqlite with at most one trip to the connection's thread per statement, and
+none for most.
 
 aiosqlite runs each sqlite3 call on the connection's own thread, and SQLAlchemy's
 adapter makes four such calls per statement (open a cursor, execute, fetch the
 rows, close the cursor); an idle pooled connection returned to the pool costs one
 more, for a rollback with nothing to roll back. Each trip wakes that thread and
-then the event loop, which costs more CPU than running the statement itself. Here
-a statement runs, is fetched and closed in one call on that thread, and commit
-and rollback skip the trip when no transaction is open.
+then the event loop, and sqlite3 lets go of the GIL and takes it back around
+every row it steps, so while the event loop is busy a statement on the thread
+costs several times the statement itself. Here:
+
+- a statement that cannot wait for a lock runs on the event loop's thread,
+  executed, fetched and closed in one go: a read (the database is in WAL mode,
+  where readers never wait) and any statement inside a transaction (every
+  transaction begins with ``BEGIN IMMEDIATE``, so it already holds the write
+  lock);
+- what may wait, ``BEGIN IMMEDIATE`` for another process's write lock and
+  ``COMMIT`` for a checkpoint's writes to disk, goes to the thread in one trip,
+  so the event loop never waits for a lock or the disk;
+- commit and rollback skip the trip when no transaction is open.
 
 SQLAlchemy's adapter drives this through the interface it uses of aiosqlite (the
 same private members it reaches for, ``_conn`` and ``_tx``, are inherited from
-aiosqlite's connection), so behaviour is aiosqlite's in everything but the number
-of trips. Rows are fetched in full, as the adapter did already, streamed results
-included: a stream here bounds nothing but what the caller handles at once.
+aiosqlite's connection), so behaviour is aiosqlite's in everything but where the
+calls run. A connection is only ever used by one task at a time, and each trip to
+the thread is awaited, so the thread is idle whenever the event loop's thread
+uses the connection. Rows are fetched in full, as the adapter did already,
+streamed results included: a stream here bounds nothing but what the caller
+handles at once.
 """
 
 from __future__ import annotations
@@ -58,8 +72,11 @@ class OneTripCursor:
 
     async def _run(self, sql: str, parameters: Any, many: bool) -> OneTripCursor:
         connection = self._connection
-        on_its_thread = cast(Callable[..., Awaitable[_Outcome]], connection._execute)
-        outcome = await on_its_thread(_run, connection._conn, sql, parameters, many)
+        if connection.never_waits(sql):
+            outcome = _run(connection._conn, sql, parameters, many)
+        else:
+            on_its_thread = cast(Callable[..., Awaitable[_Outcome]], connection._execute)
+            outcome = await on_its_thread(_run, connection._conn, sql, parameters, many)
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
 
@@ -83,8 +100,22 @@ class OneTripCursor:
 
 
 class OneTripConnection(aiosqlite.Connection):
+    def __init__(
+        self, connector: Callable[[], sqlite3.Connection], *, shared_with_threads: bool
+    ) -> None:
+        super().__init__(connector, 64)
+        # sqlite3 refuses calls from any thread but its own unless told otherwise
+        # (SQLAlchemy tells it so for a database file).
+        self._inline_allowed = shared_with_threads
+
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
+
+    def never_waits(self, sql: str) -> bool:
+        """Whether ``sql`` may run on the event loop's thread: see the module's text."""
+        if not self._inline_allowed or self._connection is None:
+            return False
+        return self._connection.in_transaction or sql.lstrip()[:6].upper() == "SELECT"
 
     def _idle(self) -> bool:
         # sqlite3 reads this flag without touching the database; SQLAlchemy never
@@ -105,7 +136,10 @@ def connector(database: str, **kwargs: Any) -> Callable[[], Awaitable[OneTripCon
     opened with ``sqlite3.connect(database, **kwargs)``, as aiosqlite would."""
 
     async def connect() -> OneTripConnection:
-        connection = OneTripConnection(lambda: sqlite3.connect(database, **kwargs), 64)
+        connection = OneTripConnection(
+            lambda: sqlite3.connect(database, **kwargs),
+            shared_with_threads=kwargs.get("check_same_thread") is False,
+        )
         # As SQLAlchemy does for aiosqlite: an engine never disposed must not keep
         # the interpreter from exiting.
         connection._thread.daemon = True
