@@ -4,6 +4,7 @@ database, which is most of what a simple request costs."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -20,17 +21,25 @@ from tests.support.bridge import Bridge, order_body
 from tests.support.live_server import live_server
 
 
-@pytest.fixture
-def counted_app(settings: Settings) -> Iterator[tuple[str, list[str]]]:
+@contextmanager
+def counting_statements(settings: Settings) -> Iterator[tuple[str, list[str]]]:
+    """The app served over real HTTP, and every statement its engine sends (with
+    whitespace collapsed)."""
     statements: list[str] = []
 
     def count(*args: Any) -> None:
-        statements.append(str(args[2]))
+        statements.append(" ".join(str(args[2]).split()))
 
     app = create_app(settings)
     with live_server(app) as base_url:
         event.listen(app.state.runtime.engine.sync_engine, "before_cursor_execute", count)
         yield base_url, statements
+
+
+@pytest.fixture
+def counted_app(settings: Settings) -> Iterator[tuple[str, list[str]]]:
+    with counting_statements(settings) as counted:
+        yield counted
 
 
 async def test_the_key_and_the_order_are_read_in_one_statement(
@@ -68,15 +77,8 @@ async def test_an_accepted_order_is_written_in_as_few_statements_as_the_database
 async def test_a_step_transaction_reads_its_operation_and_steps_in_one_statement(
     engine_settings: Settings, make_api_key: ApiKeyFactory
 ) -> None:
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(" ".join(str(args[2]).split()))
-
     key = await make_api_key(name="billing")
-    app = create_app(engine_settings)
-    with live_server(app) as base_url:
-        event.listen(app.state.runtime.engine.sync_engine, "before_cursor_execute", count)
+    with counting_statements(engine_settings) as (base_url, statements):
         async with httpx.AsyncClient(base_url=base_url, headers=bearer(key), timeout=30) as client:
             bridge = Bridge(api=client, simulator_url=f"{base_url}/simulator")
             created = await bridge.create("one-read-per-step")
