@@ -24,6 +24,7 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
+from fastapi.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,9 +34,8 @@ from app.auth.models import Caller
 from app.auth.scopes import Scope, grants
 from app.kit.db import get_read_session, get_session
 
-_bearer = HTTPBearer(
-    auto_error=False, description="An API key issued by `dcibridge api-key create`."
-)
+_SCHEME_DESCRIPTION = "An API key issued by `dcibridge api-key create`."
+_bearer = HTTPBearer(auto_error=False, description=_SCHEME_DESCRIPTION)
 
 
 def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
@@ -95,9 +95,21 @@ def require_scope_in_write(needed: Scope) -> Callable[..., Awaitable[Caller]]:
     return _in_session(needed, get_session)
 
 
-async def _bearer_token(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
-    return _token(credentials)
+class _BearerKey(HTTPBearer):
+    """The same scheme as ``_bearer``, giving the key itself: one dependency where
+    a function depending on ``_bearer`` would be two, each of which FastAPI
+    resolves anew on every request."""
+
+    async def __call__(self, request: HTTPConnection) -> str:  # type: ignore[override]
+        return _token(await super().__call__(request))
 
 
 # The presented key, not yet checked: the handler passes it to ``authorize``.
-BearerToken = Annotated[str, Depends(_bearer_token)]
+BearerToken = Annotated[
+    str,
+    Depends(
+        _BearerKey(
+            auto_error=False, description=_SCHEME_DESCRIPTION, scheme_name=_bearer.scheme_name
+        )
+    ),
+]

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -202,6 +203,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
+
+
+def read_connection(request: Request) -> AsyncConnection:
+    """A connection on ``read_only``'s engine, to use as ``async with``, for a
+    handler that reads with plain statements and no ORM. It costs about a tenth
+    of a millisecond less CPU than ``ReadSessionDep``: no session, and no
+    generator dependency, which FastAPI wraps in an exit stack and a shielded
+    cancel scope."""
+    engine: AsyncEngine = request.app.state.read_engine
+    return engine.connect()
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth.models import Caller
 from app.auth.service import hash_key
@@ -23,7 +24,7 @@ from app.orders.exceptions import (
     UnknownConfiguration,
 )
 from app.orders.models import OperationKind, OperationStatus, OrderStatus, StepStatus
-from app.orders.repository import HistoryRow, OrderRepository
+from app.orders.repository import HistoryRow, OrderRepository, history_for_key
 from app.orders.schemas import (
     CustomerOut,
     OperationOut,
@@ -218,17 +219,17 @@ async def get_order(session: AsyncSession, *, client: Caller, order_id: int) -> 
 
 
 async def get_order_for_key(
-    session: AsyncSession, *, raw_key: str, order_id: int
+    connection: AsyncConnection, *, raw_key: str, order_id: int
 ) -> tuple[Caller | None, OrderOut | None]:
     """The key's client (None: no enabled client has it) and that client's order
     (None: it has no such order), read together."""
-    rows = await OrderRepository(session).history_for_key(
-        key_hash=hash_key(raw_key), order_id=order_id
-    )
+    rows = await history_for_key(connection, key_hash=hash_key(raw_key), order_id=order_id)
     if not rows:
         return None, None
     first = rows[0]
-    caller = Caller(id=first.caller_id, name=first.caller_name, scopes=tuple(first.caller_scopes))
+    caller = Caller(
+        id=first.caller_id, name=first.caller_name, scopes=tuple(json.loads(first.caller_scopes))
+    )
     if first.id is None:
         return caller, None
     return caller, orders_from_history(rows)[0]
@@ -272,63 +273,65 @@ async def get_operation(
 
 def orders_from_history(rows: Sequence[HistoryRow]) -> list[OrderOut]:
     """Orders from ``OrderRepository``'s history rows (one per step, grouped by order
-    and operation, in order)."""
-    orders: dict[int, OrderOut] = {}
-    operations: dict[int, OperationOut] = {}
+    and operation, in order). Built as plain data and validated once per order:
+    pydantic checks the whole tree in one call, where a model per step would each
+    take a call of their own."""
+    orders: dict[int, dict[str, Any]] = {}
+    operations: dict[int, dict[str, Any]] = {}
     for row in rows:
         order = orders.get(row.id)
         if order is None:
-            order = orders[row.id] = OrderOut(
-                id=row.id,
-                external_id=row.external_id,
-                status=row.status,
-                customer=CustomerOut(
-                    external_id=row.customer_external_id,
-                    email=row.customer_email,
-                    name=row.customer_name,
-                ),
-                configuration=row.configuration,
-                os_template_id=row.os_template_id,
-                ipv4_count=row.ipv4_count,
-                hostname=row.hostname,
-                server_id=row.dci_server_id,
-                ip_addresses=row.ip_addresses,
-                suspension_reason=row.suspension_reason,
-                failure_reason=row.failure_reason,
-                created_at=row.created_at,
-                updated_at=row.updated_at,
-                operations=[],
-            )
+            order = orders[row.id] = {
+                "id": row.id,
+                "external_id": row.external_id,
+                "status": row.status,
+                "customer": {
+                    "external_id": row.customer_external_id,
+                    "email": row.customer_email,
+                    "name": row.customer_name,
+                },
+                "configuration": row.configuration,
+                "os_template_id": row.os_template_id,
+                "ipv4_count": row.ipv4_count,
+                "hostname": row.hostname,
+                "server_id": row.dci_server_id,
+                "ip_addresses": json.loads(row.ip_addresses),
+                "suspension_reason": row.suspension_reason,
+                "failure_reason": row.failure_reason,
+                "created_at": row.created_at,
+                "updated_at": row.updated_at,
+                "operations": [],
+            }
         if row.operation_id is None:
             continue
         operation = operations.get(row.operation_id)
         if operation is None:
-            operation = operations[row.operation_id] = OperationOut(
-                id=row.operation_id,
-                order_id=row.id,
-                kind=row.operation_kind,
-                status=row.operation_status,
-                params=row.operation_params,
-                attempts=row.operation_attempts,
-                error_code=row.operation_error_code,
-                error=row.operation_error,
-                created_at=row.operation_created_at,
-                started_at=row.operation_started_at,
-                finished_at=row.operation_finished_at,
-                steps=[],
-            )
-            order.operations.append(operation)
+            operation = operations[row.operation_id] = {
+                "id": row.operation_id,
+                "order_id": row.id,
+                "kind": row.operation_kind,
+                "status": row.operation_status,
+                "params": json.loads(row.operation_params),
+                "attempts": row.operation_attempts,
+                "error_code": row.operation_error_code,
+                "error": row.operation_error,
+                "created_at": row.operation_created_at,
+                "started_at": row.operation_started_at,
+                "finished_at": row.operation_finished_at,
+                "steps": [],
+            }
+            order["operations"].append(operation)
         if row.step_name is not None:
-            operation.steps.append(
-                StepOut(
-                    name=row.step_name,
-                    status=row.step_status,
-                    attempts=row.step_attempts,
-                    dci_task_id=row.step_dci_task_id,
-                    last_error=row.step_last_error,
-                    next_attempt_at=row.step_next_attempt_at,
-                    started_at=row.step_started_at,
-                    finished_at=row.step_finished_at,
-                )
+            operation["steps"].append(
+                {
+                    "name": row.step_name,
+                    "status": row.step_status,
+                    "attempts": row.step_attempts,
+                    "dci_task_id": row.step_dci_task_id,
+                    "last_error": row.step_last_error,
+                    "next_attempt_at": row.step_next_attempt_at,
+                    "started_at": row.step_started_at,
+                    "finished_at": row.step_finished_at,
+                }
             )
-    return list(orders.values())
+    return [OrderOut.model_validate(order) for order in orders.values()]

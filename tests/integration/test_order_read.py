@@ -3,12 +3,16 @@ verdicts must still be those of every other endpoint, in the same order."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as api_keys
 from app.auth.scopes import Scope
+from app.orders.models import Operation, OperationStep, Order
 from tests.conftest import ApiKeyFactory
 from tests.integration.test_api_basics import assert_problem
 from tests.support.bridge import order_body
@@ -90,3 +94,49 @@ async def test_another_clients_order_is_404_like_a_missing_one(
     )
     missing = await api.get(f"{ORDERS}/{order_id + 1000}", headers=bearer(owner))
     assert_problem(missing, 404, "not_found")
+
+
+async def test_the_read_gives_the_stored_order_field_for_field(
+    api: httpx.AsyncClient, make_api_key: ApiKeyFactory, session: AsyncSession
+) -> None:
+    """The read decodes the JSON columns once per order and operation, and SQLite's
+    timestamps by a parser of its own: what it answers must be what is stored,
+    JSON values and instants alike, on every database."""
+    key = await make_api_key()
+    order_id = await place_order(api, key, "read-fields")
+    order = await session.get(Order, order_id)
+    assert order is not None
+    order.ip_addresses = ["203.0.113.7", "2001:db8::7"]
+    operation = (
+        await session.execute(select(Operation).where(Operation.order_id == order_id))
+    ).scalar_one()
+    operation.params = {"os_template_id": 12, "ssh_keys": ["k1"], "nested": {"a": [1, None]}}
+    stamp = datetime(2026, 11, 29, 15, 40, 2, 731000, tzinfo=UTC)
+    steps = (
+        (
+            await session.execute(
+                select(OperationStep)
+                .where(OperationStep.operation_id == operation.id)
+                .order_by(OperationStep.position)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    steps[0].started_at = stamp
+    steps[0].finished_at = stamp.replace(microsecond=0)
+    await session.commit()
+
+    response = await api.get(f"{ORDERS}/{order_id}", headers=bearer(key))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ip_addresses"] == ["203.0.113.7", "2001:db8::7"]
+    [read_operation] = body["operations"]
+    assert read_operation["params"] == operation.params
+    assert [step["name"] for step in read_operation["steps"]] == [step.name for step in steps]
+    first = read_operation["steps"][0]
+    assert datetime.fromisoformat(first["started_at"]) == stamp
+    assert datetime.fromisoformat(first["finished_at"]) == stamp.replace(microsecond=0)
+    for instant in (body["created_at"], body["updated_at"], read_operation["created_at"]):
+        assert datetime.fromisoformat(instant).utcoffset() == timedelta(0)
+    assert datetime.fromisoformat(body["created_at"]) == order.created_at
