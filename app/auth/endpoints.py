@@ -4,17 +4,18 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 
 from app.auth.dependencies import require_scope
 from app.auth.models import Caller
 from app.auth.schemas import Ping, WhoAmI
 from app.auth.scopes import Scope
 from app.dci.exceptions import DCIError
+from app.kit.api import api_router
 from app.kit.errors import DCIManagerUnavailable
 from app.kit.openapi import problem_responses
 
-router = APIRouter(tags=["auth"])
+router = api_router(tag="auth")
 
 
 @router.get(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import Depends, Query, Request, status
 
 from app.auth.dependencies import require_scope
 from app.auth.models import Caller
@@ -10,11 +10,12 @@ from app.auth.scopes import Scope
 from app.callbacks import service
 from app.callbacks.models import CallbackStatus
 from app.callbacks.schemas import CallbackOut, CallbackPage
+from app.kit.api import api_router
 from app.kit.db import SessionDep
 from app.kit.openapi import problem_responses
 from app.kit.params import IdPath, IdQuery, PageLimit
 
-router = APIRouter(tags=["callbacks"])
+router = api_router(tag="callbacks")
 
 Reader = Annotated[Caller, Depends(require_scope(Scope.ORDERS_READ))]
 Writer = Annotated[Caller, Depends(require_scope(Scope.ORDERS_WRITE))]

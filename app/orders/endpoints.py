@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response, status
+from fastapi import BackgroundTasks, Depends, Query, Request, Response, status
 from pydantic import SecretStr
 
 from app.auth.dependencies import (
@@ -14,6 +14,7 @@ from app.auth.dependencies import (
 )
 from app.auth.models import Caller
 from app.auth.scopes import Scope
+from app.kit.api import api_router
 from app.kit.db import ReadSessionDep, SessionDep, read_connection
 from app.kit.openapi import problem_responses
 from app.kit.params import NO_NUL, IdPath, PageLimit
@@ -35,7 +36,7 @@ from app.orders.schemas import (
 from app.orders.waiting import wait_until_settled
 from app.stock.cache import StockCache
 
-router = APIRouter(tags=["orders"])
+router = api_router(tag="orders")
 F = TypeVar("F", bound=Callable[..., Any])
 
 # The key is checked in the request's own session: one connection per request.

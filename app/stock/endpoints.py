@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 
 from app.auth.dependencies import require_scope
 from app.auth.models import Caller
 from app.auth.scopes import Scope
+from app.kit.api import api_router
 from app.kit.db import SessionDep
 from app.kit.openapi import problem_responses
 from app.stock import service
 from app.stock.schemas import StockOut
 
-router = APIRouter(tags=["stock"])
+router = api_router(tag="stock")
 
 
 @router.get(

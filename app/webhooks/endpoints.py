@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import Depends, Path, Query, Request, status
 
 from app.auth.dependencies import require_scope
 from app.auth.models import Caller
 from app.auth.scopes import Scope
 from app.config import Settings
+from app.kit.api import api_router
 from app.kit.db import SessionDep
 from app.kit.openapi import problem_responses
 from app.kit.params import NO_NUL, IdPath, IdQuery, PageLimit
@@ -22,7 +23,7 @@ from app.webhooks.schemas import (
     WebhookEventPage,
 )
 
-router = APIRouter(tags=["webhooks"])
+router = api_router(tag="webhooks")
 
 Admin = Annotated[Caller, Depends(require_scope(Scope.ADMIN))]
 SourcePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
