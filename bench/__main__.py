@@ -17,7 +17,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,25 +61,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
 
     provision_args = [*(QUICK_PROVISION if args.quick else ()), *passthrough]
-    runners: dict[str, Callable[[], str]] = {
+    sections = {
         "api": lambda: api.section(results_dir, quick=args.quick),
         "memory": lambda: memory.section(results_dir, quick=args.quick),
+        "provision": lambda: provision.section(results_dir, provision_args),
     }
     verdicts: dict[str, bool] = {}
 
-    def run_provision() -> str:
-        text, passed = provision.section(results_dir, provision_args)
-        verdicts["provision"] = passed
-        return text
-
-    runners["provision"] = run_provision
-
     started = time.monotonic()
-    sections: list[str] = []
+    texts: list[str] = []
     for part in (p for p in PARTS if p in args.only):
         print(f"\n##### {part} #####", flush=True)
         part_started = time.monotonic()
-        sections.append(runners[part]())
+        text, verdicts[part] = sections[part]()
+        texts.append(text)
         print(f"##### {part}: {time.monotonic() - part_started:.0f} s", flush=True)
 
     command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
@@ -92,10 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Machine: {_machine()}.",
         "",
     ]
-    text = "\n".join(header) + "\n" + "\n\n".join(sections) + "\n"
+    text = "\n".join(header) + "\n" + "\n\n".join(texts) + "\n"
     args.output.write_text(text, encoding="utf-8")
     print(f"\nwritten to {args.output}")
-    return 0 if all(verdicts.values()) else 1
+    missed = [part for part, passed in verdicts.items() if not passed]
+    if missed:
+        print(f"targets missed in: {', '.join(missed)}")
+    return 0 if not missed else 1
 
 
 if __name__ == "__main__":

@@ -705,6 +705,10 @@ def report(config: MemoryConfig, runs: Sequence[DbRun], notes: Sequence[str], pl
 # -- entry points ------------------------------------------------------------------------
 
 
+def _passed(runs: list[DbRun]) -> bool:
+    return bool(runs) and all(run.ok for run in runs)
+
+
 def measure(config: MemoryConfig, results_dir: Path) -> tuple[str, list[DbRun]]:
     """Run the benchmark; its Markdown section (plot saved into ``results_dir``)."""
     runs, notes = run_cleanly(lambda children: run_all(config, children))
@@ -712,14 +716,15 @@ def measure(config: MemoryConfig, results_dir: Path) -> tuple[str, list[DbRun]]:
     return report(config, runs, notes, plotted), runs
 
 
-def section(results_dir: Path, *, quick: bool = False) -> str:
+def section(results_dir: Path, *, quick: bool = False) -> tuple[str, bool]:
     """The ``## Memory`` section for a combined report: SQLite and (when reachable)
-    PostgreSQL, up to 5,000 orders in flight (1,000 with ``quick``)."""
+    PostgreSQL, up to 5,000 orders in flight (1,000 with ``quick``); and whether
+    every run met the target."""
     config = MemoryConfig(
         steps=QUICK_STEPS if quick else FULL_STEPS, databases=("sqlite", "postgres"), quick=quick
     )
-    text, _ = measure(config, results_dir)
-    return text
+    text, runs = measure(config, results_dir)
+    return text, _passed(runs)
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[MemoryConfig, Path]:
@@ -810,7 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: children stopped, scratch databases dropped", file=sys.stderr)
         return 130
     write_report(text, output)
-    return 0 if runs and all(run.ok for run in runs) else 1
+    return 0 if _passed(runs) else 1
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from fastapi.requests import HTTPConnection
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import service
@@ -34,14 +34,24 @@ from app.auth.models import Caller
 from app.auth.scopes import Scope, grants
 from app.kit.db import get_read_session, get_session
 
-_SCHEME_DESCRIPTION = "An API key issued by `dcibridge api-key create`."
-_bearer = HTTPBearer(auto_error=False, description=_SCHEME_DESCRIPTION)
+
+class _BearerKey(HTTPBearer):
+    """``Authorization: Bearer <key>``, giving the key itself (401 when there is
+    none): one dependency where a function depending on ``HTTPBearer`` would be
+    two, each of which FastAPI resolves anew on every request."""
+
+    async def __call__(self, request: HTTPConnection) -> str:  # type: ignore[override]
+        credentials = await super().__call__(request)
+        if credentials is None:
+            raise InvalidApiKey()
+        return credentials.credentials
 
 
-def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise InvalidApiKey()
-    return credentials.credentials
+_bearer_key = _BearerKey(
+    auto_error=False,
+    description="An API key issued by `dcibridge api-key create`.",
+    scheme_name="HTTPBearer",
+)
 
 
 def authorize(request: Request, client: Caller | None, needed: Scope) -> Caller:
@@ -59,9 +69,8 @@ def authorize(request: Request, client: Caller | None, needed: Scope) -> Caller:
 def require_scope(needed: Scope) -> Callable[..., Awaitable[Caller]]:
     async def dependency(
         request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        token: str = Depends(_bearer_key),
     ) -> Caller:
-        token = _token(credentials)
         sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
         async with sessionmaker() as session, session.begin():
             client = await service.authenticate(session, token)
@@ -78,9 +87,9 @@ def _in_session(
         # The handler's own session (FastAPI resolves a dependency once per
         # request); a refused key rolls it back like any error.
         session: AsyncSession = Depends(session_dependency, scope="function"),
-        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        token: str = Depends(_bearer_key),
     ) -> Caller:
-        client = await service.authenticate(session, _token(credentials))
+        client = await service.authenticate(session, token)
         return authorize(request, client, needed)
 
     return dependency
@@ -95,21 +104,5 @@ def require_scope_in_write(needed: Scope) -> Callable[..., Awaitable[Caller]]:
     return _in_session(needed, get_session)
 
 
-class _BearerKey(HTTPBearer):
-    """The same scheme as ``_bearer``, giving the key itself: one dependency where
-    a function depending on ``_bearer`` would be two, each of which FastAPI
-    resolves anew on every request."""
-
-    async def __call__(self, request: HTTPConnection) -> str:  # type: ignore[override]
-        return _token(await super().__call__(request))
-
-
 # The presented key, not yet checked: the handler passes it to ``authorize``.
-BearerToken = Annotated[
-    str,
-    Depends(
-        _BearerKey(
-            auto_error=False, description=_SCHEME_DESCRIPTION, scheme_name=_bearer.scheme_name
-        )
-    ),
-]
+BearerToken = Annotated[str, Depends(_bearer_key)]
