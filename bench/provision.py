@@ -48,7 +48,6 @@ from typing import Any
 import httpx
 
 from app.simulator.inventory import Inventory
-from bench import plots
 from bench.common import (
     REPO,
     Child,
@@ -1042,6 +1041,10 @@ def _passed(results: list[RunResult]) -> bool:
 def section(results_dir: Path, argv: Sequence[str] = ()) -> tuple[str, bool]:
     """The provisioning part of ``bench/results/latest.md``, with its plots; and
     whether every target held."""
+    # Imported here, as the other parts import matplotlib: only a run that plots
+    # needs the bench extra, not the tests that import this module.
+    from bench import plots
+
     config = parse_args(argv)
     results, notes = _measure_all(config)
     plots.makespan_vs_n(results, results_dir / "provision_makespan.png", target=MAKESPAN_TARGET)
