@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
+    JSON,
     Integer,
     String,
     Table,
@@ -55,7 +56,8 @@ _ORDERS = cast(Table, Order.__table__)
 # Built once: the values come as execution parameters.
 _INSERT_OPERATION = insert(_OPERATIONS).returning(_OPERATIONS.c.id)
 _STEP_TABLE = cast(Table, OperationStep.__table__)
-_INSERT_STEPS = insert(_STEP_TABLE)
+_STEP_COLUMNS = ("operation_id", "position", "name", "status", "attempts", "result")
+_STEP_TIMES = ("created_at", "updated_at")
 _OPERATION_COLUMNS = (
     "order_id",
     "kind",
@@ -88,36 +90,37 @@ def _insert_operation_with_steps() -> Any:
         .render_derived(name="new_step")
     )
     pending = select(
-        operation.c.id,
-        steps.c.position,
-        steps.c.name,
+        operation.c.id, steps.c.position, steps.c.name, *_pending_step_values()
+    ).select_from(operation.join(steps, true()))
+    new_steps = insert(_STEP_TABLE).from_select(_STEP_COLUMNS + _STEP_TIMES, pending)
+    return select(operation.c.id).add_cte(new_steps.cte("new_steps"))
+
+
+def _pending_step_values() -> list[Any]:
+    return [
         bindparam("step_status", type_=_STEP_TABLE.c.status.type),
         bindparam("attempts"),
         bindparam("step_result", type_=_STEP_TABLE.c.result.type),
-        bindparam("created_at", type_=_STEP_TABLE.c.created_at.type),
-        bindparam("updated_at", type_=_STEP_TABLE.c.updated_at.type),
-    ).select_from(operation.join(steps, true()))
-    new_steps = (
-        insert(_STEP_TABLE)
-        .from_select(
-            [
-                "operation_id",
-                "position",
-                "name",
-                "status",
-                "attempts",
-                "result",
-                "created_at",
-                "updated_at",
-            ],
-            pending,
-        )
-        .cte("new_steps")
+        *(bindparam(name, type_=_STEP_TABLE.c[name].type) for name in _STEP_TIMES),
+    ]
+
+
+def _insert_steps_from_json() -> Any:
+    """SQLite: an operation's pending steps in one statement, whatever their number,
+    their names as one JSON array (``json_each`` numbers them from 0). Each value is
+    converted once, not once per step."""
+    steps = func.json_each(bindparam("step_names", type_=JSON)).table_valued("key", "value")
+    pending = select(
+        bindparam("operation_id", type_=Integer),
+        steps.c.key,
+        steps.c.value,
+        *_pending_step_values(),
     )
-    return select(operation.c.id).add_cte(new_steps)
+    return insert(_STEP_TABLE).from_select(_STEP_COLUMNS + _STEP_TIMES, pending)
 
 
 _INSERT_OPERATION_WITH_STEPS = _insert_operation_with_steps()
+_INSERT_STEPS_FROM_JSON = _insert_steps_from_json()
 
 
 # Built once: an alias built per statement costs more than the statement.
@@ -291,20 +294,16 @@ class QueueRepository:
             await self.session.execute(_INSERT_OPERATION, operation_values)
         ).scalar_one()
         await self.session.execute(
-            _INSERT_STEPS,
-            [
-                {
-                    "operation_id": operation_id,
-                    "position": position,
-                    "name": name,
-                    "status": StepStatus.PENDING,
-                    "attempts": 0,
-                    "result": {},
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for position, name in enumerate(step_names)
-            ],
+            _INSERT_STEPS_FROM_JSON,
+            {
+                "operation_id": operation_id,
+                "step_names": list(step_names),
+                "step_status": StepStatus.PENDING,
+                "attempts": 0,
+                "step_result": {},
+                "created_at": now,
+                "updated_at": now,
+            },
         )
         return operation_id
 

@@ -12,13 +12,18 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.models import ApiClient
 from app.config import Settings
+from app.kit.models import utcnow
 from app.main import create_app
+from app.orchestration.repository import QueueRepository
+from app.orders.models import OperationKind, OperationStatus, StepStatus
 from app.orders.repository import OrderRepository
 from tests.conftest import ApiKeyFactory
 from tests.integration.test_order_read import ORDERS, bearer, place_order
 from tests.support.bridge import Bridge, order_body
 from tests.support.live_server import live_server
+from tests.support.rows import active_order
 
 
 @contextmanager
@@ -104,3 +109,30 @@ async def test_the_order_insert_refuses_a_value_its_statement_would_drop(
     customer |= dict.fromkeys(("created_at", "updated_at"), None)
     with pytest.raises(ValueError, match="insert_order takes"):
         await OrderRepository(session).insert_order(customer=customer, order={"unknown": 1})
+
+
+@pytest.mark.parametrize("step_names", [["only"], ["first", "second", "third", "fourth"]])
+async def test_an_operation_s_steps_are_written_pending_in_their_order(
+    session: AsyncSession, step_names: list[str]
+) -> None:
+    client = ApiClient(name="billing", key_prefix="dcb_x", key_hash="0" * 64, scopes=[])
+    session.add(client)
+    await session.flush()
+    order_id = await active_order(session, api_client_id=client.id, external_id="steps")
+    now = utcnow()
+    operation_id = await QueueRepository(session).add_operation(
+        order_id=order_id,
+        kind=OperationKind.REINSTALL,
+        params={"os_template_id": 2},
+        secret_ciphertext=None,
+        step_names=step_names,
+        now=now,
+    )
+    loaded = await QueueRepository(session).operation_with_steps(operation_id)
+    assert loaded is not None
+    assert loaded.operation.status == OperationStatus.QUEUED
+    assert [(s.position, s.name) for s in loaded.steps] == list(enumerate(step_names))
+    assert {(s.status, s.attempts, s.operation_id) for s in loaded.steps} == {
+        (StepStatus.PENDING, 0, operation_id)
+    }
+    assert all(s.result == {} and s.created_at == s.updated_at == now for s in loaded.steps)
